@@ -1,0 +1,124 @@
+"""Contracts every component kind honours, so the core can run any method without knowing it.
+
+The core never imports a method: it builds components by name from the registry and talks
+to them only through these shapes. A plugin (built-in or third-party) subclasses or
+duck-types them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+FEATURE = "feature"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a factory may need to know that its own config cannot say."""
+
+    num_classes: int = 0
+    feature_dim: int = 0
+    input_shape: tuple[int, int, int] = (3, 55, 47)  # (channels, height, width)
+    device: str = "cpu"
+    seed: int = 0
+
+
+class Backbone(nn.Module):
+    """A network from an aligned face tensor (N, C, H, W) to features.
+
+    ``forward`` returns a dict: ``outputs["feature"]`` is the (N, feature_dim) test-time
+    feature; any other entries are named side outputs a loss may supervise (DeepID2+
+    stage features). ``trainable = False`` marks a fixed feature map (raw pixels).
+    """
+
+    input_shape: tuple[int, int, int] = (3, 55, 47)
+    feature_dim: int = 0
+    trainable: ClassVar[bool] = True
+
+
+@dataclass
+class LossOutput:
+    """Named loss terms (already weighted: the optimiser minimises their sum) and metrics."""
+
+    terms: dict[str, torch.Tensor]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        return torch.stack([t for t in self.terms.values()]).sum()
+
+
+class Loss(nn.Module):
+    """A supervisory signal on backbone outputs.
+
+    ``batch`` declares the batches it needs: ``"plain"`` (any shuffle) or ``"pk"`` (P identities
+    x K images each, for pair and triplet mining). A loss may own parameters (a softmax head)
+    which join the optimiser, and may keep state between steps (DeepID2's margin).
+    """
+
+    batch: ClassVar[Literal["plain", "pk"]] = "plain"
+
+    def forward(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> LossOutput:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+class Verifier:
+    """Turns two sets of features into similarity scores, higher = same person.
+
+    ``fit`` sees only features the protocol allows (training folds); it may be a no-op.
+    ``score`` compares aligned rows, ``score_matrix`` all rows of A with all rows of B.
+    ``state`` / ``load_state`` round-trip fitted parameters as plain arrays (saved as npz,
+    never pickle).
+    """
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "Verifier":
+        return self
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def score_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> "Verifier":
+        return self
+
+
+@dataclass
+class FaceData:
+    """Identity-labelled faces, decoded once: the unit every dataset and protocol hands over.
+
+    ``images`` is uint8 (N, H, W, C); ``labels[i]`` indexes ``names`` (one name per identity).
+    ``keys`` names each image (a relative path) so errors and caches can point at it.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    keys: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"FaceData.images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}")
+        if len(self.labels) != len(self.images) or len(self.keys) != len(self.images):
+            raise ValueError("FaceData: images, labels and keys differ in length")
+
+    def subset(self, index: np.ndarray) -> "FaceData":
+        """The images at ``index``, relabelled 0..k-1 over the identities that remain."""
+        index = np.asarray(index)
+        kept, labels = np.unique(self.labels[index], return_inverse=True)
+        return FaceData(
+            images=self.images[index],
+            labels=labels.astype(np.int64),
+            names=[self.names[k] for k in kept],
+            keys=[self.keys[i] for i in index],
+            info=dict(self.info),
+        )

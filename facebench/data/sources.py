@@ -1,0 +1,70 @@
+"""Training-data sources: the synthetic training set and LFW's own training folds.
+
+A source with a ``family`` is the training side of that family's protocols: training on it
+means one model per evaluated split, on that split's training people only
+(unrestricted_no_outside). A source without one is outside data, trained on once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from facebench.components import FaceData
+from facebench.data.cache import cached_images
+from facebench.data.lfw import detect_layout, resolve_root
+from facebench.data.synthetic import make_training_set
+from facebench.data.transforms import to_shape
+
+
+@dataclass
+class SyntheticDataConfig:
+    """Synthetic training identities (names disjoint from the synthetic benchmark's people)."""
+
+    name: str = "synthetic"
+    identities: int = 400
+    images_per_identity: int = 16
+    seed: int = 99
+
+
+class SyntheticData:
+    family = None
+
+    def __init__(self, cfg: SyntheticDataConfig) -> None:
+        self.cfg = cfg
+
+    def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> FaceData:
+        c = self.cfg
+
+        def build() -> tuple[np.ndarray, dict]:
+            faces = make_training_set(c.identities, c.images_per_identity, c.seed)
+            return to_shape(faces.images, shape), {"labels": faces.labels.tolist(), "names": faces.names, "keys": faces.keys}
+
+        key = {"what": "synthetic-train", "version": 1, "ids": c.identities, "per": c.images_per_identity, "seed": c.seed, "shape": list(shape)}
+        images, meta = cached_images(cache_dir, key, build, "synthetic training set")
+        return FaceData(images, np.asarray(meta["labels"], dtype=np.int64), meta["names"], meta["keys"])
+
+
+@dataclass
+class LfwDataConfig:
+    """Train on LFW itself: per evaluated fold, only the people of the other folds.
+
+    root: the LFW folder; None: $FACEBENCH_LFW. The protocol (lfw_view2 by default) reads the
+    same root unless protocol.root is set.
+    variant: image folder under root; None: detected.
+    """
+
+    name: str = "lfw"
+    root: Optional[str] = None
+    variant: Optional[str] = None
+
+
+class LfwTrainingFolds:
+    family = "lfw"
+
+    def __init__(self, cfg: LfwDataConfig) -> None:
+        self.cfg = cfg
+
+    def check(self) -> None:
+        detect_layout(resolve_root(self.cfg.root, "data.root"), self.cfg.variant)

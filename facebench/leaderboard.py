@@ -1,0 +1,485 @@
+"""The leaderboard: every result record under a root, grouped across seeds, with confidence
+intervals and paired tests against a baseline (``python -m facebench.leaderboard``).
+
+What counts, and why:
+
+- A run counts when its record reads (``facebench.results.read_record``), its status is
+  ``complete`` or ``partial``, it carries no error, and its primary metric and a per-unit value
+  for every evaluated unit are present. Everything else (broken JSON, ``failed`` runs, records
+  with an error, run directories without ``metrics.json``) is skipped and listed with the reason.
+- A ``partial`` run (a subset of folds chosen with ``protocol.folds``) counts, but only in a
+  group with the same evaluated units: units are part of the group key, so a 3-fold mean is
+  never averaged with, or tested against, a 10-fold one.
+- A group is one method, protocol (name and settings), regime, set of evaluated units and
+  settings (a hash of the components' config; the run seed is not in it, so seeds pool).
+  Re-running one seed does not add evidence: of several records with the same seed in a group
+  only the newest counts, the others are listed as superseded.
+- Mean and 95% CI are over per-run values of the primary metric (t distribution, n-1 degrees
+  of freedom); one run gives no CI.
+- The test against ``--baseline`` pairs units (folds, trials): each side's per-unit values are
+  first averaged over its seeds, then a paired t-test (``scipy.stats.ttest_rel``) and, from
+  ``MIN_WILCOXON_UNITS`` units on, a Wilcoxon signed-rank test. Only groups with the same
+  protocol, regime and units are paired.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from facebench.data.cache import atomic_write_bytes
+from facebench.results import RECORD_FILE, RecordError, read_record, write_text
+
+CONFIDENCE = 0.95
+#: Below this many paired units the Wilcoxon test cannot reach p < 0.05 and is not reported.
+MIN_WILCOXON_UNITS = 6
+#: Config keys that say where data lives or how a run was driven, not what it measured.
+IGNORED_KEYS = frozenset({"root", "resume", "checkpoint_every", "log_every"})
+#: Protocol keys that name or select units; units are compared through the unit names instead.
+UNIT_KEYS = frozenset({"name", "folds", "units_evaluated", "units_total"})
+#: Files or folders that mark a run directory (written before the record).
+RUN_MARKERS = ("config.yaml", ".hydra")
+GROUP_KEY = ["method", "settings", "protocol", "regime", "units"]
+TABLE_COLUMNS = GROUP_KEY + [
+    "differs", "metric", "n_runs", "n_units", "units_total", "partial", "seeds", "mean", "ci_low", "ci_high"
+]
+
+
+class Unusable(Exception):
+    """A record that exists but must not count; the message says why."""
+
+
+@dataclass
+class Run:
+    """One counted record, reduced to what grouping and statistics need."""
+
+    path: Path
+    method: str
+    settings: str
+    components: dict[str, Any]
+    protocol: str
+    regime: str
+    units: tuple[str, ...]
+    units_total: Optional[int]
+    seed: Any
+    metric: str
+    value: float
+    unit_values: dict[str, float]
+    partial: bool
+    roc: Optional[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+def _without(value: Any, keys: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    return value
+
+
+def config_label(config: Any) -> str:
+    """A short stable hash of a config: equal settings give equal labels on any machine."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_run(path: Path) -> Run:
+    """Read one record; raises RecordError (unreadable) or Unusable (must not count)."""
+    rec = read_record(path)
+    if rec["status"] == "failed":
+        raise Unusable(f"status failed: {rec.get('error') or 'no error recorded'}")
+    if rec.get("error"):
+        raise Unusable(f"status {rec['status']} but the run recorded an error: {rec['error']}")
+    metric = rec.get("primary_metric")
+    if not metric or not _finite(rec["metrics"].get(metric)):
+        raise Unusable(f"primary metric {metric!r} missing or not a finite number")
+    protocol = rec["protocol"] if isinstance(rec["protocol"], dict) else {"name": rec["protocol"]}
+    unit_key = metric.removeprefix("mean_")
+    rows = {row.get("name"): row.get(unit_key) for row in rec["units"] if isinstance(row, dict)}
+    units = tuple(sorted(protocol.get("units_evaluated") or rows))
+    missing = [u for u in units if not _finite(rows.get(u))]
+    if not units or missing:
+        raise Unusable(f"no finite per-unit {unit_key!r} for units {missing or 'any'}")
+    params = _without({k: v for k, v in protocol.items() if k not in UNIT_KEYS}, IGNORED_KEYS)
+    has_params = any(v is not None for v in params.values())
+    components = _without(rec.get("components") or {}, IGNORED_KEYS)
+    roc = rec["metrics"].get("roc") or {}
+    curve = None
+    if roc.get("fpr") and roc.get("tpr"):
+        curve = (np.asarray(roc["fpr"], dtype=float), np.asarray(roc["tpr"], dtype=float))
+    return Run(
+        path=path,
+        method=str(rec["method"]),
+        settings=config_label(components),
+        components=components,
+        protocol=str(protocol.get("name")) + (f"@{config_label(params)}" if has_params else ""),
+        regime=str(rec["regime"]),
+        units=units,
+        units_total=protocol.get("units_total"),
+        seed=rec.get("seed"),
+        metric=metric,
+        value=float(rec["metrics"][metric]),
+        unit_values={u: float(rows[u]) for u in units},
+        partial=rec["status"] == "partial",
+        roc=curve,
+    )
+
+
+def collect(root: Path, exclude: Optional[Path] = None) -> tuple[list[Run], list[Skipped]]:
+    """Every record under ``root`` as a counted run or a skip with its reason; run directories
+    (``config.yaml`` or ``.hydra/`` present) without a record are listed as skipped too. A run
+    directory is a leaf: what lies below it (a W&B run's ``files/config.yaml``) is not a run."""
+    runs: list[Run] = []
+    skipped: list[Skipped] = []
+    exclude = exclude.resolve() if exclude else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        has_marker = any(m in filenames or m in dirnames for m in RUN_MARKERS)
+        leaf = has_marker or RECORD_FILE in filenames
+        dirnames[:] = [] if leaf else sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != exclude)
+        if RECORD_FILE in filenames:
+            try:
+                runs.append(load_run(here / RECORD_FILE))
+            except RecordError as exc:
+                skipped.append(Skipped(here / RECORD_FILE, f"broken record: {exc}"))
+            except Unusable as exc:
+                skipped.append(Skipped(here / RECORD_FILE, str(exc)))
+        elif has_marker:
+            skipped.append(Skipped(here, f"run directory without {RECORD_FILE} (running, killed or failed before the record)"))
+    return _drop_repeated_seeds(runs, skipped)
+
+
+def _drop_repeated_seeds(runs: list[Run], skipped: list[Skipped]) -> tuple[list[Run], list[Skipped]]:
+    newest: dict[tuple, Run] = {}
+    for run in sorted(runs, key=lambda r: r.path.stat().st_mtime):
+        key = (run.method, run.settings, run.protocol, run.regime, run.units, run.seed)
+        if run.seed is None:
+            key += (run.path,)
+        if key in newest:
+            skipped.append(Skipped(newest[key].path, f"superseded by {run.path} (same settings and seed {run.seed})"))
+        newest[key] = run
+    return list(newest.values()), skipped
+
+
+def _differences(runs: list[Run]) -> dict[tuple[str, str], str]:
+    """Per (method, settings label), the component keys whose values differ among a method's settings
+    (e.g. ``loss.margin=0.5``), so a sweep's rows say what was swept."""
+    out: dict[tuple[str, str], str] = {}
+    for method, same_method in pd.DataFrame({"run": runs, "method": [r.method for r in runs]}).groupby("method"):
+        flat = pd.json_normalize([r.components for r in same_method["run"]]).astype(str)
+        flat.index = [r.settings for r in same_method["run"]]
+        flat = flat[~flat.index.duplicated()]
+        varying = [c for c in flat.columns if flat[c].nunique() > 1]
+        for label, row in flat.iterrows():
+            out[(method, label)] = ", ".join(f"{c}={row[c]}" for c in varying)
+    return out
+
+
+def _ci(values: np.ndarray) -> tuple[float, float]:
+    if len(values) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * stats.sem(values)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def _paired(group: pd.Series, base: pd.Series) -> dict[str, Any]:
+    diff = group - base
+    out: dict[str, Any] = {"delta": float(diff.mean())}
+    if len(diff) < 2:
+        return {**out, "test_note": "one unit: no paired test"}
+    if np.allclose(diff, 0):
+        return {**out, "test_note": "identical per-unit values: no test"}
+    t = stats.ttest_rel(group, base)
+    out.update(t_statistic=float(t.statistic), t_df=int(t.df), t_pvalue=float(t.pvalue))
+    if len(diff) >= MIN_WILCOXON_UNITS:
+        w = stats.wilcoxon(group, base)
+        out.update(wilcoxon_statistic=float(w.statistic), wilcoxon_pvalue=float(w.pvalue))
+    return out
+
+
+def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame:
+    """One row per group: mean and CI of the primary metric over runs, and the paired test
+    against ``baseline`` over the group's units (per-unit values averaged over seeds)."""
+    differs = _differences(runs)
+    frame = pd.DataFrame(
+        {
+            "run": runs,
+            **{k: [getattr(r, k) for r in runs] for k in ("method", "settings", "protocol", "regime", "units")},
+        }
+    )
+    rows, unit_means = [], {}
+    for key, part in frame.groupby(GROUP_KEY, sort=False):
+        members: list[Run] = list(part["run"])
+        values = np.array([r.value for r in members])
+        low, high = _ci(values)
+        unit_means[key] = pd.DataFrame([r.unit_values for r in members]).mean()[list(key[-1])]
+        rows.append(
+            {
+                **dict(zip(GROUP_KEY, key)),
+                "differs": differs[key[:2]],
+                "metric": members[0].metric,
+                "n_runs": len(members),
+                "n_units": len(key[-1]),
+                "units_total": members[0].units_total,
+                "partial": any(r.partial for r in members),
+                "seeds": " ".join(str(r.seed) for r in members),
+                "mean": float(values.mean()),
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if baseline:
+        table["baseline"] = baseline
+        tests = []
+        for key, row in zip(unit_means, rows):
+            bases = [k for k in unit_means if k[0] == baseline and k[2:] == key[2:]]
+            if row["method"] == baseline:
+                tests.append({"test_note": "baseline"})
+            elif len(bases) != 1:
+                reason = "no baseline run on these units" if not bases else f"{len(bases)} baseline settings on these units"
+                tests.append({"test_note": reason})
+            else:
+                tests.append(_paired(unit_means[key], unit_means[bases[0]]))
+        table = pd.concat([table, pd.DataFrame(tests, index=table.index)], axis=1)
+    table = table.sort_values(["protocol", "regime", "n_units", "mean"], ascending=[True, True, False, False])
+    table["units"] = table["units"].map(" ".join)
+    return table.reset_index(drop=True)
+
+
+def _test_cells(row: pd.Series) -> tuple[str, str]:
+    """The paired t-test and Wilcoxon cells of one row (or why there is no test)."""
+    note = row.get("test_note")
+    if isinstance(note, str):
+        return note, ""
+    t = f"t({int(row['t_df'])})={row['t_statistic']:.3g}, p={row['t_pvalue']:.3g}"
+    if pd.isna(row.get("wilcoxon_pvalue")):
+        return t, f"not run (n<{MIN_WILCOXON_UNITS} units)"
+    return t, f"W={row['wilcoxon_statistic']:.3g}, p={row['wilcoxon_pvalue']:.3g}"
+
+
+def _units_cell(n: int, total: Any, partial: bool) -> str:
+    if not partial:
+        return str(n)
+    return f"{n} of {int(total)} (partial)" if pd.notna(total) else f"{n} (partial)"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as the strings people read (markdown, HTML, terminal)."""
+    shown = pd.DataFrame(
+        {
+            "method": table["method"],
+            "settings": [f"{s} ({d})" if d else s for s, d in zip(table["settings"], table["differs"])],
+            "protocol": table["protocol"],
+            "regime": table["regime"],
+            "runs": table["n_runs"].astype(str),
+            "units": [_units_cell(*v) for v in zip(table["n_units"], table["units_total"], table["partial"])],
+            "metric": table["metric"],
+            "mean": table["mean"].map("{:.4f}".format),
+            f"{CONFIDENCE:.0%} CI (t, runs)": [
+                "n=1, no CI" if n == 1 else f"[{lo:.4f}, {hi:.4f}]"
+                for n, lo, hi in zip(table["n_runs"], table["ci_low"], table["ci_high"])
+            ],
+        }
+    )
+    if "baseline" in table:
+        base = table["baseline"].iloc[0]
+        shown[f"Δ vs {base} (per unit)"] = [
+            "" if pd.isna(d) else f"{d:+.4f}" for d in table.get("delta", pd.Series(index=table.index, dtype=float))
+        ]
+        cells = [_test_cells(row) for _, row in table.iterrows()]
+        shown["paired t-test"] = [t for t, _ in cells]
+        shown["Wilcoxon signed-rank"] = [w for _, w in cells]
+    return shown
+
+
+def to_markdown(shown: pd.DataFrame, skipped: list[Skipped], root: Path) -> str:
+    """A GitHub table; cells are HTML-escaped too, since markdown renders inline HTML."""
+
+    def cell(text: Any) -> str:
+        return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "# facebench leaderboard",
+        "",
+        f"Records under `{cell(root)}`. Mean and {CONFIDENCE:.0%} confidence interval over runs (seeds), "
+        "t distribution with n-1 degrees of freedom; paired tests over units with per-unit values "
+        "averaged over seeds.",
+        "",
+        "| " + " | ".join(cell(c) for c in shown.columns) + " |",
+        "|" + "---|" * len(shown.columns),
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)),
+    ]
+    if skipped:
+        lines += ["", f"## Skipped ({len(skipped)})", ""]
+        lines += [f"- `{cell(s.path)}`: {cell(s.reason)}" for s in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(shown: pd.DataFrame, skipped: list[Skipped], root: Path, roc_png: Optional[str]) -> str:
+    """A static page; every string from a record, config or file name goes through html.escape."""
+    table = shown.map(lambda v: html.escape(str(v))).to_html(index=False, escape=False, border=0)
+    skips = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in skipped)
+    image = f'<h2>ROC curves (mean over runs)</h2><img src="{roc_png}" alt="ROC curves">' if roc_png else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>facebench leaderboard</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+<body><h1>facebench leaderboard</h1>
+<p>Records under <code>{html.escape(str(root))}</code>. Mean and {CONFIDENCE:.0%} confidence interval over
+runs (seeds), t distribution with n-1 degrees of freedom; paired tests over units with per-unit values
+averaged over seeds.</p>
+{table}
+{image}
+<h2>Skipped ({len(skipped)})</h2><ul>{skips}</ul>
+</body></html>
+"""
+
+
+def save_roc_overlay(path: Path, runs: list[Run]) -> bool:
+    """One panel per protocol and regime, one curve per group (TPR averaged over its runs on a
+    common log FPR grid). Returns False when no record holds a ROC."""
+    curves = [r for r in runs if r.roc is not None]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r.protocol, r.regime) for r in curves})
+    grid = np.geomspace(1e-3, 1.0, 200)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (protocol, regime) in zip(axes[0], panels):
+        groups: dict[tuple[str, str, tuple[str, ...]], list[np.ndarray]] = {}
+        for r in curves:
+            if (r.protocol, r.regime) == (protocol, regime):
+                groups.setdefault((r.method, r.settings, r.units), []).append(np.interp(grid, *r.roc))
+        for (method, settings, units), tprs in sorted(groups.items()):
+            label = f"{method} [{settings}] {len(units)} units, n={len(tprs)}".replace("$", r"\$")
+            ax.plot(grid, np.mean(tprs, axis=0), lw=1.4, label=label)
+        ax.set_xscale("log")
+        ax.set(xlim=(1e-3, 1.0), ylim=(0.0, 1.0), xlabel="false accept rate", ylabel="true accept rate")
+        ax.set_title(f"{protocol} ({regime})".replace("$", r"\$"), fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"))
+    plt.close(fig)
+    return True
+
+
+def write_outputs(
+    runs: list[Run], skipped: list[Skipped], table: pd.DataFrame, root: Path, out: Path, markdown: Optional[Path]
+) -> str:
+    """leaderboard.csv, leaderboard.md, index.html and roc.png under ``out`` (and the markdown
+    also at ``markdown``), each written atomically. Returns the markdown."""
+    shown = display_table(table)
+    text = to_markdown(shown, skipped, root)
+    write_text(out / "leaderboard.csv", table.to_csv(index=False))
+    write_text(out / "leaderboard.md", text)
+    if markdown:
+        write_text(markdown, text)
+    has_roc = save_roc_overlay(out / "roc.png", runs)
+    write_text(out / "index.html", to_html(shown, skipped, root, "roc.png" if has_roc else None))
+    return text
+
+
+def build_report(markdown: str, metric: str, project: str, entity: Optional[str] = None) -> Any:
+    """A W&B Report (``wandb-workspaces``, extra ``reports``): the leaderboard text and a bar
+    plot of the metric per method over the project's runs. Constructed only; the caller saves
+    it. Without ``entity`` the account's default entity is looked up, which needs the network."""
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError as exc:
+        raise ImportError("a W&B Report needs the 'reports' extra: pip install 'facebench[reports]'") from exc
+
+    runset = wr.Runset(entity=entity or "", project=project, name="facebench runs")
+    plot = wr.BarPlot(
+        title=f"{metric} per method (mean ± stderr over runs)",
+        metrics=[metric],
+        groupby=wr.Config("method"),
+        groupby_aggfunc="mean",
+        groupby_rangefunc="stderr",
+    )
+    blocks = [wr.MarkdownBlock(text=markdown), wr.PanelGrid(runsets=[runset], panels=[plot])]
+    extra = {"entity": entity} if entity else {}
+    return wr.Report(project=project, title="facebench leaderboard", blocks=blocks, **extra)
+
+
+def log_to_wandb(table: pd.DataFrame, markdown: str, out: Path, project: str, entity: Optional[str]) -> None:
+    """Log the leaderboard as a W&B Table, in ``WANDB_MODE`` (offline when unset, so nothing is
+    uploaded unasked); online, also save a W&B Report built with :func:`build_report`."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE") or "offline"
+    run = wandb.init(
+        project=project, entity=entity, mode=mode, job_type="leaderboard", name="leaderboard", dir=str(out), reinit="create_new"
+    )
+    try:
+        run.log({"leaderboard": wandb.Table(dataframe=table)})
+    finally:
+        run.finish()
+        wandb.teardown()
+    if mode == "online" and len(table):
+        report = build_report(markdown, str(table["metric"].iloc[0]), project, entity)
+        report.save()
+        print(f"W&B report: {report.url}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m facebench.leaderboard", description="Group result records across seeds and compare methods."
+    )
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("FACEBENCH_RESULTS", "results")),
+                        help="results root to scan for metrics.json (default: $FACEBENCH_RESULTS or results)")
+    parser.add_argument("--baseline", help="method to test every other method against (paired over units)")
+    parser.add_argument("--out", type=Path, help="output folder (default: ROOT/leaderboard)")
+    parser.add_argument("--markdown", type=Path, help="also write the markdown table here, e.g. results/LEADERBOARD.md")
+    parser.add_argument("--wandb", action="store_true", help="log the table to W&B (mode from WANDB_MODE, default offline)")
+    parser.add_argument("--wandb-project", default="facebench")
+    parser.add_argument("--wandb-entity")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        parser.error(f"--root {args.root}: no such directory")
+    out = args.out or args.root / "leaderboard"
+    runs, skipped = collect(args.root, exclude=out)
+    methods = sorted({r.method for r in runs})
+    if args.baseline and args.baseline not in methods:
+        parser.error(f"--baseline {args.baseline}: no counted run of that method; methods: {', '.join(methods) or 'none'}")
+    table = leaderboard(runs, args.baseline)
+    markdown = write_outputs(runs, skipped, table, args.root, out, args.markdown)
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 60):
+        print(display_table(table).to_string(index=False) if len(table) else "no counted runs")
+    for s in skipped:
+        print(f"skipped {s.path}: {s.reason}")
+    print(f"leaderboard written to {out}" + (f" and {args.markdown}" if args.markdown else ""))
+    if args.wandb:
+        try:
+            log_to_wandb(table, markdown, out, args.wandb_project, args.wandb_entity)
+        except Exception as exc:  # the local leaderboard is already written; say what failed
+            print(f"facebench: W&B logging failed ({type(exc).__name__}: {exc}); local files are complete", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The registry of components by kind and name, fed by pluggy plugins found through entry points.
+
+Built-in methods and third-party packages register the same way (an entry point in the
+``facebench`` group whose module implements ``facebench_register``), so nothing built in has
+a privilege a user's plugin lacks. Every component comes with a config dataclass that is put
+into Hydra's ConfigStore, so ``loss=theirs loss.margin=0.3`` is type-checked at composition.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import pluggy
+
+from facebench import hookspecs
+
+#: kind -> Hydra config group
+KINDS: dict[str, str] = {
+    "backbone": "backbone",
+    "loss": "loss",
+    "verifier": "verifier",
+    "dataset": "data",
+    "protocol": "protocol",
+    "tracker": "tracker",
+}
+ENTRY_POINT_GROUP = "facebench"
+
+
+class RegistryError(Exception):
+    """A lookup or registration problem; the message says how to fix it."""
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    schema: type
+    provider: str
+    default_protocol: Optional[str] = None
+
+
+@dataclass
+class PluginFailure:
+    name: str
+    provider: str
+    error: str
+    detail: str
+
+
+@dataclass
+class Registry:
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    failures: list[PluginFailure] = field(default_factory=list)
+    _provider: str = "<direct>"
+
+    @contextmanager
+    def providing(self, provider: str) -> Iterator[None]:
+        """Attribute everything registered inside the block to ``provider``."""
+        previous, self._provider = self._provider, provider
+        try:
+            yield
+        finally:
+            self._provider = previous
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any],
+        schema: type,
+        default_protocol: Optional[str] = None,
+    ) -> None:
+        """Register ``factory(cfg, ctx)`` under ``kind``/``name`` with its config dataclass.
+
+        ``default_protocol`` (datasets only): the protocol that ``data=<name>`` selects, for a
+        dataset that is itself a benchmark's training side (LFW's training folds).
+        """
+        if kind not in KINDS:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are {sorted(KINDS)}")
+        if not is_dataclass(schema) or "name" not in {f.name for f in fields(schema)}:
+            raise RegistryError(
+                f"{self._provider}: the config schema of {kind} {name!r} must be a dataclass with a 'name' field"
+            )
+        existing = self.components[kind].get(name)
+        if existing is not None:
+            raise RegistryError(
+                f"two plugins claim {kind} {name!r}: {existing.provider} and {self._provider}. "
+                "Uninstall one of them or rename the component in one plugin."
+            )
+        self.components[kind][name] = Component(kind, name, factory, schema, self._provider, default_protocol)
+
+    def get(self, kind: str, name: str) -> Component:
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            known = sorted(self.components.get(kind, {}))
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            group = KINDS.get(kind, kind)
+            raise UnknownComponentError(
+                f"unknown {kind} {name!r} (config key '{group}').{hint} Registered: {', '.join(known) or 'none'}."
+                + self._failure_hint()
+            ) from None
+
+    def _failure_hint(self) -> str:
+        if not self.failures:
+            return ""
+        return " Plugins that failed to load: " + "; ".join(f"{f.name} ({f.error})" for f in self.failures)
+
+    def build(self, kind: str, cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        """Build the component that ``cfg.name`` names, passing it its own config."""
+        return self.get(kind, cfg.name).factory(cfg, *args, **kwargs)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def store_configs(self) -> None:
+        """Put every schema into Hydra's ConfigStore under its kind's group."""
+        from hydra.core.config_store import ConfigStore
+        from omegaconf import OmegaConf
+
+        cs = ConfigStore.instance()
+        for kind, group in KINDS.items():
+            for name, comp in self.components[kind].items():
+                node = OmegaConf.structured(comp.schema)
+                node.name = name
+                if comp.default_protocol is None:
+                    cs.store(group=group, name=name, node=node, provider=comp.provider)
+                    continue
+                # Selecting this dataset also selects its benchmark's protocol (overridable).
+                cs.store(group=group, name=f"_schema_{name}", node=node, provider=comp.provider)
+                cs.store(
+                    group=group,
+                    name=name,
+                    package="_global_",
+                    provider=comp.provider,
+                    node={
+                        "defaults": [
+                            f"/{group}/_schema_{name}@{group}",
+                            {"override /protocol": comp.default_protocol},
+                            "_self_",
+                        ]
+                    },
+                )
+
+
+def _load_entry_points(pm: pluggy.PluginManager, registry: Registry) -> list[tuple[str, Any]]:
+    loaded = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        provider = f"{ep.dist.name if ep.dist else '?'}:{ep.name}"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            registry.failures.append(
+                PluginFailure(ep.name, provider, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
+            continue
+        if pm.is_registered(plugin):
+            continue
+        pm.register(plugin, name=provider)
+        loaded.append((provider, plugin))
+    return loaded
+
+
+def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
+    """Discover plugins and let each register its components, isolating failures per plugin."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    plugins = _load_entry_points(pm, registry)
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", repr(plugin))
+        pm.register(plugin, name=name)
+        plugins.append((name, plugin))
+    for provider, plugin in plugins:
+        others = [p for _, p in plugins if p is not plugin]
+        caller = pm.subset_hook_caller("facebench_register", remove_plugins=others)
+        with registry.providing(provider):
+            try:
+                caller(registry=registry)
+            except RegistryError:
+                raise
+            except Exception as exc:
+                registry.failures.append(
+                    PluginFailure(provider, provider, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                )
+    return registry
+
+
+_REGISTRY: Optional[Registry] = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use and its schemas stored for Hydra."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+        _REGISTRY.store_configs()
+    return _REGISTRY

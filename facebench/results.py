@@ -1,0 +1,154 @@
+"""The result record: one directory per run, complete or marked failed, never half-written.
+
+Layout of a run directory::
+
+    metrics.json   the record (schema_version, status, method, components, protocol, regime,
+                   per-unit results, summary metrics, timings, environment) — written LAST,
+                   atomically; a directory without it is not a result
+    config.yaml    the resolved config
+    folds.csv      one row per evaluated fold / trial
+    roc.csv        pooled ROC points (fpr, tpr, threshold)
+    roc.png        the ROC curve
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import uuid
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from facebench.data.cache import atomic_write_bytes
+from facebench.errors import FacebenchError
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "metrics.json"
+STATUSES = ("complete", "partial", "failed")
+PACKAGES = ("facebench", "torch", "numpy", "scikit-learn", "scipy", "hydra-core", "omegaconf", "pluggy", "timm", "pandas")
+
+
+class RecordError(FacebenchError):
+    """A record that is not a valid facebench result (the message names the file)."""
+
+
+def new_run_dir(results_root: str | Path, method: str) -> Path:
+    """A fresh directory under ``results_root`` that no other run can be given."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(results_root) / f"{stamp}-{method}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> Optional[str]:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` atomically; call it after every other file of the run is in place."""
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"record status must be one of {STATUSES}")
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    path = run_dir / RECORD_FILE
+    write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+REQUIRED = ("schema_version", "status", "method", "protocol", "regime", "metrics", "units")
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Load and validate a record; raises RecordError naming the file and what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: a record must be a JSON object")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise RecordError(f"{path}: missing keys {missing}")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise RecordError(f"{path}: schema_version {data['schema_version']!r}, this facebench reads {SCHEMA_VERSION}")
+    if data["status"] not in STATUSES:
+        raise RecordError(f"{path}: status {data['status']!r} is not one of {STATUSES}")
+    if not isinstance(data["metrics"], dict) or not isinstance(data["units"], list):
+        raise RecordError(f"{path}: 'metrics' must be an object and 'units' a list")
+    return data
+
+
+def save_roc_plot(path: Path, fpr: np.ndarray, tpr: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.0), dpi=120)
+    ax.plot(fpr, tpr, lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

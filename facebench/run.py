@@ -1,0 +1,280 @@
+"""One experiment from a composed config to a result record.
+
+Order matters for users: everything that can be checked cheaply (component names, config
+values, data paths, identity overlap declared by the regime) is checked before any image is
+decoded or any step trained.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from facebench.audit import audit_identities
+from facebench.components import BuildContext, FaceData
+from facebench.config import ConfigError, reject_code_targets, to_plain
+from facebench.features import FLIP_MODES, extract_features
+from facebench.registry import Registry, get_registry
+from facebench.results import environment, new_run_dir, save_roc_plot, write_record, write_text
+from facebench.train import TrainStats, train
+
+log = logging.getLogger("facebench")
+
+REGIMES = ("auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
+#: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
+#: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
+VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "results_root", "cache_dir", "method", "verifier", "features")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def checkpoint_key(cfg: DictConfig) -> str:
+    plain = to_plain(cfg)
+    for k in VOLATILE_KEYS:
+        plain.pop(k, None)
+    plain.get("trainer", {}).pop("resume", None)
+    plain.get("protocol", {}).pop("folds", None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    """What will run, decided before any data is decoded."""
+
+    registry: Registry
+    device: torch.device
+    shape: tuple[int, int, int]
+    dataset: Any
+    protocol: Any
+    tracker: Any
+    regime: str
+    per_unit_training: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_run(cfg: DictConfig) -> Plan:
+    """Build every component once and check what can be checked without decoding anything."""
+    reject_code_targets(cfg)
+    registry = get_registry()
+    if cfg.regime not in REGIMES:
+        raise ConfigError(f"regime={cfg.regime!r}: use one of {', '.join(REGIMES)}")
+    if cfg.features.flip not in FLIP_MODES:
+        raise ConfigError(f"features.flip={cfg.features.flip!r}: use one of {', '.join(FLIP_MODES)}")
+    if cfg.on_bad_image not in ("fail", "skip"):
+        raise ConfigError(f"on_bad_image={cfg.on_bad_image!r}: use fail or skip")
+    device = resolve_device(cfg.device)
+    ctx = BuildContext(device=str(device), seed=int(cfg.seed))
+    backbone = registry.build("backbone", cfg.backbone, ctx)
+    registry.get("loss", cfg.loss.name)
+    registry.get("verifier", cfg.verifier.name)
+    dataset = registry.build("dataset", cfg.data, ctx)
+    own = getattr(dataset, "family", None)
+    protocol_cfg = cfg.protocol
+    if own and "root" in protocol_cfg and protocol_cfg.root is None and "root" in cfg.data:
+        with open_dict(protocol_cfg):
+            protocol_cfg.root = cfg.data.root
+    protocol = registry.build("protocol", protocol_cfg, ctx)
+    per_unit = bool(own) and own == getattr(protocol, "family", None)
+    implied = "unrestricted_no_outside" if per_unit else "unrestricted_labeled_outside"
+    regime = implied if cfg.regime == "auto" else cfg.regime
+    if regime != implied:
+        raise ConfigError(
+            f"regime={cfg.regime}: data={cfg.data.name} with protocol={cfg.protocol.name} is {implied}. "
+            "Set regime=auto or pick data/protocol that match the regime."
+        )
+    for component in (dataset, protocol):
+        check = getattr(component, "check", None)
+        if check:
+            check()
+    tracker = registry.build("tracker", cfg.tracker, ctx)
+    return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit)
+
+
+def _train_unit(
+    cfg: DictConfig, plan: Plan, faces: FaceData, unit_name: str, checkpoint_dir: Path
+) -> tuple[Any, Any, TrainStats]:
+    ctx = BuildContext(
+        num_classes=len(faces.names), device=str(plan.device), seed=int(cfg.seed), input_shape=plan.shape
+    )
+    torch.manual_seed(int(cfg.seed))
+    backbone = plan.registry.build("backbone", cfg.backbone, ctx)
+    if not getattr(backbone, "trainable", True):
+        return backbone, None, TrainStats()
+    ctx = BuildContext(
+        num_classes=len(faces.names),
+        feature_dim=backbone.feature_dim,
+        device=str(plan.device),
+        seed=int(cfg.seed),
+        input_shape=plan.shape,
+    )
+    loss = plan.registry.build("loss", cfg.loss, ctx)
+    trainer_cfg = OmegaConf.to_object(cfg.trainer)
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        plan.tracker.log({f"{unit_name}/{k}": v for k, v in metrics.items()}, step)
+
+    stats = train(
+        backbone,
+        loss,
+        faces,
+        trainer_cfg,
+        plan.device,
+        int(cfg.seed),
+        checkpoint=checkpoint_dir / f"{unit_name}.pt",
+        label=f"{cfg.method}/{unit_name}",
+        on_log=on_log,
+    )
+    return backbone, loss, stats
+
+
+def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
+    """Run the experiment ``cfg`` describes and write its record; returns the record."""
+    began = time.perf_counter()
+    plan = plan_run(cfg)
+    if cfg.validate_only:
+        log.info("configuration valid: every component built and every path checked; nothing trained (validate_only)")
+        return {"status": "validated", "regime": plan.regime}
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.results_root, cfg.method)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plain_cfg = to_plain(cfg)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_cfg)))
+    seed_everything(int(cfg.seed))
+    record: dict[str, Any] = {
+        "status": "failed",
+        "method": cfg.method,
+        "components": {k: plain_cfg[k] for k in ("backbone", "loss", "verifier", "data", "trainer", "features")},
+        "protocol": {"name": cfg.protocol.name, **{k: v for k, v in plain_cfg["protocol"].items() if k != "name"}},
+        "regime": plan.regime,
+        "seed": int(cfg.seed),
+        "device": str(plan.device),
+        "metrics": {},
+        "units": [],
+        "environment": environment(),
+        "run_dir": str(run_dir),
+    }
+    plan.tracker.start(plain_cfg, run_dir)
+    try:
+        _evaluate(cfg, plan, run_dir, record)
+        record["status"] = "complete" if not record.get("partial") else "partial"
+    except BaseException as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["timings"] = {"total_seconds": round(time.perf_counter() - began, 3)}
+        write_record(run_dir, record)
+        plan.tracker.finish("failed")
+        raise
+    record["timings"]["total_seconds"] = round(time.perf_counter() - began, 3)
+    path = write_record(run_dir, record)
+    plan.tracker.summary(record["metrics"])
+    plan.tracker.finish("complete")
+    log.info("record written: %s", path)
+    return record
+
+
+def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]) -> None:
+    timings: dict[str, float] = {"train_seconds": 0.0, "features_seconds": 0.0, "eval_seconds": 0.0}
+    record["timings"] = timings
+    t0 = time.perf_counter()
+    bench = plan.protocol.load(plan.shape, cfg.cache_dir, cfg.on_bad_image)
+    units = plan.protocol.units(bench)
+    timings["load_seconds"] = round(time.perf_counter() - t0, 3)
+    record["partial"] = len(units) < len(bench.units)
+    record["protocol"]["units_evaluated"] = [u.name for u in units]
+    record["protocol"]["units_total"] = len(bench.units)
+    record["benchmark"] = bench.info
+    checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
+    audits = []
+    shared: Optional[tuple[Any, TrainStats]] = None
+    shared_features: Optional[np.ndarray] = None
+    outside_faces: Optional[FaceData] = None
+    if not plan.per_unit_training:
+        outside_faces = plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image)
+        record["training_data"] = {"name": cfg.data.name, "images": len(outside_faces.images), "identities": len(outside_faces.names)}
+        evaluated = sorted({p for u in units for p in plan.protocol.test_people(bench, u)})
+        audits.append(audit_identities(outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime))
+    outcomes, unit_rows = [], []
+    for unit in units:
+        if plan.per_unit_training:
+            train_people = plan.protocol.train_people(bench, unit)
+            faces = bench.faces.subset(bench.image_index_of(train_people))
+            audits.append(
+                audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
+            )
+        else:
+            faces = outside_faces
+        t = time.perf_counter()
+        if plan.per_unit_training or shared is None:
+            backbone, _, stats = _train_unit(cfg, plan, faces, unit.name if plan.per_unit_training else "model", checkpoint_dir)
+            shared = (backbone, stats)
+            shared_features = None
+        backbone, stats = shared
+        timings["train_seconds"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if shared_features is None:
+            shared_features = extract_features(
+                backbone, bench.faces.images, cfg.features.flip, cfg.features.batch_size, plan.device
+            )
+        timings["features_seconds"] += time.perf_counter() - t
+        t = time.perf_counter()
+        verifier = plan.registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
+        outcome = plan.protocol.evaluate_unit(bench, unit, shared_features, verifier)
+        timings["eval_seconds"] += time.perf_counter() - t
+        outcomes.append(outcome)
+        unit_rows.append(
+            {
+                "name": unit.name,
+                "train_identities": len(faces.names),
+                "train_images": len(faces.images),
+                "train_steps": stats.steps,
+                "train_seconds": round(stats.seconds, 3),
+                "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
+                "resumed_from_step": stats.resumed_from,
+                "final_train_metrics": stats.last_metrics,
+            }
+        )
+        log.info("%s: %s evaluated", cfg.method, unit.name)
+    summary = plan.protocol.summarize(outcomes)
+    metrics = summary.to_dict()
+    per_unit = {row["name"]: row for row in metrics.pop("folds", metrics.pop("units", []))}
+    for row in unit_rows:
+        row.update(per_unit.get(row["name"], {}))
+    record["units"] = unit_rows
+    record["metrics"] = metrics
+    record["primary_metric"] = plan.protocol.primary_metric
+    record["identity_audit"] = audits
+    record["feature_dim"] = int(shared_features.shape[1]) if shared_features is not None else None
+    report = getattr(backbone, "feature_report", None)
+    if report is not None and shared_features is not None:
+        record["feature_report"] = report(shared_features)
+    for k in list(timings):
+        timings[k] = round(timings[k], 3)
+    summary.fold_table().to_csv(run_dir / "folds.csv", index=False)
+    roc = metrics.get("roc")
+    if roc:
+        import pandas as pd
+
+        pd.DataFrame({"fpr": roc["fpr"], "tpr": roc["tpr"], "threshold": roc["thresholds"]}).to_csv(run_dir / "roc.csv", index=False)
+        save_roc_plot(run_dir / "roc.png", np.asarray(summary.fpr), np.asarray(summary.tpr), f"{cfg.method} on {cfg.protocol.name} ({plan.regime})")
+    plan.tracker.table("folds", summary.fold_table())
+    plan.tracker.roc(np.asarray(summary.fpr), np.asarray(summary.tpr))
+    record["headline"] = plan.protocol.headline(metrics, len(units))

@@ -1,0 +1,277 @@
+"""Fitting a backbone with its loss on faces held in memory.
+
+Batches are drawn from generators seeded by (seed, step), never from a running stream, so a
+run resumed from a checkpoint at step s sees exactly the batches the uninterrupted run saw
+after s: resumed and uninterrupted runs end with equal weights on the CPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from facebench.components import Backbone, FaceData, Loss
+from facebench.config import ConfigError, TrainerConfig
+from facebench.data.cache import atomic_write_bytes
+from facebench.data.transforms import to_float_tensor
+from facebench.errors import FacebenchError
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FacebenchError):
+    """A loss term became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(FacebenchError):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved and ``trainer.resume=true`` continues."""
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    seconds: float = 0.0
+    images: int = 0
+    resumed_from: int = 0
+    stopped_early: bool = False
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def pk_batch(labels: np.ndarray, p: int, k: int, rng: np.random.Generator, by_label: list[np.ndarray]) -> np.ndarray:
+    """P identities x K images each; identities with fewer than K images are sampled with replacement.
+
+    Only identities with at least 2 images are drawn, so every identity in the batch yields a
+    positive pair.
+    """
+    eligible = [c for c, idx in enumerate(by_label) if len(idx) >= 2]
+    if len(eligible) < 2:
+        raise ConfigError("P x K batches need at least 2 identities with 2 or more images in the training set")
+    chosen = rng.choice(eligible, size=min(p, len(eligible)), replace=False)
+    parts = []
+    for c in chosen:
+        idx = by_label[c]
+        parts.append(rng.choice(idx, size=k, replace=len(idx) < k))
+    return np.concatenate(parts)
+
+
+class BatchPlan:
+    """Which images and flips make up step s: a pure function of (seed, step)."""
+
+    def __init__(self, labels: np.ndarray, cfg: TrainerConfig, batch_kind: str, seed: int) -> None:
+        self.labels = labels
+        self.cfg = cfg
+        self.kind = batch_kind
+        self.seed = seed
+        self.by_label = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+        self.batch = cfg.pk_identities * cfg.pk_images if batch_kind == "pk" else cfg.batch_size
+        self.per_epoch = max(1, len(labels) // self.batch)
+
+    def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 1, step])
+        if self.kind == "pk":
+            idx = pk_batch(self.labels, self.cfg.pk_identities, self.cfg.pk_images, rng, self.by_label)
+        else:
+            epoch, pos = divmod(step, self.per_epoch)
+            order = np.random.default_rng([self.seed, 2, epoch]).permutation(len(self.labels))
+            idx = order[pos * self.batch : (pos + 1) * self.batch]
+        flips = rng.random(len(idx)) < 0.5 if self.cfg.flip_augment else np.zeros(len(idx), dtype=bool)
+        return idx, flips
+
+
+def lr_factor(step: int, cfg: TrainerConfig) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = (step - cfg.warmup_steps) / span
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    if cfg.schedule == "step":
+        return 0.01 if t >= 0.75 else 0.1 if t >= 0.5 else 1.0
+    raise ConfigError(f"trainer.schedule={cfg.schedule!r}: use constant, cosine or step")
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"trainer.optimizer={cfg.optimizer!r}: use sgd, adam or adamw")
+
+
+def parameter_groups(backbone: nn.Module, loss: nn.Module, cfg: TrainerConfig) -> list[dict[str, Any]]:
+    """Backbone and loss parameters; a loss may ask for its own learning rate per parameter group
+    (center loss updates its centres at their own rate) through ``param_groups(base_lr)``."""
+    groups: list[dict[str, Any]] = [{"params": [p for p in backbone.parameters() if p.requires_grad]}]
+    if hasattr(loss, "param_groups"):
+        groups.extend(loss.param_groups(cfg.lr))
+    else:
+        own = [p for p in loss.parameters() if p.requires_grad]
+        if own:
+            groups.append({"params": own})
+    return [g for g in groups if g["params"]]
+
+
+class _StopSignal:
+    """Turns SIGTERM into a flag checked between steps (SIGINT arrives as KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> None:
+    state = {
+        "step": step,
+        "backbone": backbone.state_dict(),
+        "loss": loss.state_dict(),
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+
+
+def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    backbone.load_state_dict(state["backbone"])
+    loss.load_state_dict(state["loss"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def train(
+    backbone: Backbone,
+    loss: Loss,
+    faces: FaceData,
+    cfg: TrainerConfig,
+    device: torch.device,
+    seed: int,
+    checkpoint: Optional[Path] = None,
+    label: str = "train",
+    on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> TrainStats:
+    """Fit ``backbone`` + ``loss`` for ``cfg.steps`` steps on ``faces``; returns what happened."""
+    stats = TrainStats()
+    if not getattr(backbone, "trainable", True) or cfg.steps <= 0:
+        return stats
+    torch.manual_seed(seed)
+    backbone.to(device).train()
+    loss.to(device).train()
+    opt = make_optimizer(parameter_groups(backbone, loss, cfg), cfg)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    start = 0
+    if checkpoint is not None and cfg.resume and checkpoint.exists():
+        start = load_checkpoint(checkpoint, backbone, loss, opt)
+        stats.resumed_from = start
+        log.info("%s: resumed from %s at step %d", label, checkpoint, start)
+    elif cfg.resume:
+        log.info("%s: trainer.resume=true but no checkpoint at %s; starting at step 0", label, checkpoint)
+
+    images = torch.from_numpy(np.array(faces.images)).permute(0, 3, 1, 2)  # into RAM, writable
+    labels = torch.from_numpy(np.asarray(faces.labels, dtype=np.int64))
+    plan = BatchPlan(np.asarray(faces.labels), cfg, getattr(loss, "batch", "plain"), seed)
+    every = cfg.checkpoint_every or plan.per_epoch
+    amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    began = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, desc=label, mininterval=2.0, disable=None, leave=False)
+    step = start
+    with _StopSignal() as stop:
+        try:
+            for step in range(start, cfg.steps):
+                idx, flips = plan.indices(step)
+                x = images[idx]
+                if flips.any():
+                    f = torch.from_numpy(flips)
+                    x[f] = x[f].flip(-1)
+                x = to_float_tensor(x.to(device, non_blocking=True))
+                y = labels[idx].to(device, non_blocking=True)
+                factor = lr_factor(step, cfg)
+                for g, base in zip(opt.param_groups, base_lrs):
+                    g["lr"] = base * factor
+                with torch.autocast(device.type, enabled=amp):
+                    out = loss(backbone(x), y)
+                bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
+                if bad:
+                    raise TrainingDiverged(
+                        f"{label}: loss term {bad[0]!r} became {out.terms[bad[0]].item()} at step {step}. "
+                        f"Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; the last good checkpoint "
+                        f"is kept{' at ' + str(checkpoint) if checkpoint else ''}."
+                    )
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(out.total).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                stats.images += len(idx)
+                done = step + 1
+                if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.steps):
+                    metrics = {k: float(v.detach()) for k, v in out.terms.items()}
+                    metrics.update(out.metrics)
+                    metrics["lr"] = base_lrs[0] * factor
+                    stats.last_metrics = metrics
+                    rate = stats.images / max(1e-9, time.perf_counter() - began)
+                    log.info(
+                        "%s step %d/%d %s (%.0f img/s)",
+                        label,
+                        done,
+                        cfg.steps,
+                        " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                        rate,
+                    )
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
+                    if on_log:
+                        on_log(done, metrics)
+                bar.update(1)
+                if checkpoint is not None and (done % every == 0 or done == cfg.steps):
+                    save_checkpoint(checkpoint, done, backbone, loss, opt)
+                if stop.received is not None:
+                    raise KeyboardInterrupt
+                if cfg.max_seconds is not None and time.perf_counter() - began > cfg.max_seconds:
+                    stats.stopped_early = True
+                    log.warning("%s: trainer.max_seconds=%s reached at step %d", label, cfg.max_seconds, done)
+                    break
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, step, backbone, loss, opt)
+            raise TrainingInterrupted(
+                f"{label}: interrupted at step {step}; checkpoint saved to {checkpoint}. "
+                "Run the same command with trainer.resume=true to continue."
+            ) from None
+        finally:
+            bar.close()
+    stats.steps = step + 1 - start if cfg.steps > start else 0
+    stats.seconds = time.perf_counter() - began
+    return stats

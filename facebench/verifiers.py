@@ -1,0 +1,124 @@
+"""Core verifiers (cosine, L2) and the optional PCA that any verifier may chain in front.
+
+PCA is fitted with the verifier, on the same training features, so a protocol that fits the
+verifier per fold also fits the PCA per fold: nothing about the test fold leaks into it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from facebench.components import Verifier
+
+
+@dataclass
+class VerifierConfig:
+    """Fields every verifier understands.
+
+    pca_dim: project features onto this many principal components fitted on the training
+      features (None: no PCA). Capped at the number of training samples minus one.
+    pca_whiten: scale components to unit variance (off by default, as in the DeepID2 paper's
+      "PCA to 180 dims" which does not mention whitening).
+    """
+
+    name: str = "cosine"
+    pca_dim: Optional[int] = None
+    pca_whiten: bool = False
+
+
+class ProjectedVerifier(Verifier):
+    """A verifier with an optional PCA in front; subclasses see projected features only."""
+
+    def __init__(self, pca_dim: Optional[int] = None, pca_whiten: bool = False) -> None:
+        self.pca_dim = pca_dim
+        self.pca_whiten = pca_whiten
+        self._mean: Optional[np.ndarray] = None
+        self._components: Optional[np.ndarray] = None
+        self._scale: Optional[np.ndarray] = None
+
+    # --- projection -------------------------------------------------------------------
+    def project(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self._components is None:
+            return x
+        z = (x - self._mean) @ self._components.T
+        return z / self._scale if self._scale is not None else z
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "ProjectedVerifier":
+        features = np.asarray(features, dtype=np.float64)
+        if self.pca_dim is not None:
+            from sklearn.decomposition import PCA
+
+            dim = int(min(self.pca_dim, features.shape[1], max(1, features.shape[0] - 1)))
+            pca = PCA(n_components=dim, svd_solver="auto", random_state=0).fit(features)
+            self._mean = pca.mean_
+            self._components = pca.components_
+            self._scale = np.sqrt(pca.explained_variance_) if self.pca_whiten else None
+        self.fit_projected(self.project(features), np.asarray(labels))
+        return self
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.score_projected(self.project(a), self.project(b))
+
+    def score_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.score_matrix_projected(self.project(a), self.project(b))
+
+    def state(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if self._components is not None:
+            out["pca_mean"] = self._mean
+            out["pca_components"] = self._components
+            if self._scale is not None:
+                out["pca_scale"] = self._scale
+        out.update({f"v_{k}": v for k, v in self.state_projected().items()})
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> "ProjectedVerifier":
+        self._mean = state.get("pca_mean")
+        self._components = state.get("pca_components")
+        self._scale = state.get("pca_scale")
+        self.load_state_projected({k[2:]: v for k, v in state.items() if k.startswith("v_")})
+        return self
+
+    # --- what a subclass provides -------------------------------------------------------
+    def fit_projected(self, z: np.ndarray, labels: np.ndarray) -> None:
+        """Fit on projected training features (default: nothing to fit)."""
+
+    def score_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_matrix_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def state_projected(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_projected(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what ``state_projected`` returned."""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class CosineVerifier(ProjectedVerifier):
+    """Cosine similarity of (optionally PCA-projected) features."""
+
+    def score_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", _unit(a), _unit(b))
+
+    def score_matrix_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _unit(a) @ _unit(b).T
+
+
+class L2Verifier(ProjectedVerifier):
+    """Negative Euclidean distance, so that higher still means 'same person'."""
+
+    def score_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return -np.linalg.norm(a - b, axis=1)
+
+    def score_matrix_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+        return -np.sqrt(np.maximum(sq, 0.0))

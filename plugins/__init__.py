@@ -1,0 +1,1 @@
+"""Built-in facebench methods, installed as the ``facebench_plugins`` package."""

@@ -1,0 +1,103 @@
+"""Contrastive loss (Chopra, Hadsell, LeCun CVPR 2005; Hadsell, Chopra, LeCun CVPR 2006).
+
+For a pair at L2 distance d with y = 1 (same person) or 0: ``y * d^2 / 2 + (1 - y) *
+max(0, m - d)^2 / 2`` — pull matching pairs together, push others out to the margin. It is
+the pair loss DeepID2's verification signal descends from; DeepID2's term is written
+separately in its own plugin, on purpose (each follows its own paper).
+
+Pairs are formed inside a P x K batch: every pair of distinct images. A batch of 32 x 4 has
+192 matching pairs against 7,936 non-matching ones, so ``pairs=balanced`` (default) averages
+each kind separately and gives both halves equal weight — what a balanced sample of pairs
+gives in expectation, without sampling noise; ``pairs=all`` averages over every pair.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from facebench.components import FEATURE, BuildContext, Loss, LossOutput
+from facebench.config import ConfigError
+from facebench.hookspecs import hookimpl
+
+PAIRINGS = ("balanced", "all")
+
+
+def pair_losses(d: torch.Tensor, same: torch.Tensor, margin: float) -> torch.Tensor:
+    """Chopra/Hadsell loss of each pair from its (unsquared) distance ``d`` and ``same`` (bool)."""
+    return torch.where(same, 0.5 * d.pow(2), 0.5 * F.relu(margin - d).pow(2))
+
+
+def pair_distances(feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L2 distances of every unordered pair (i < j) of the batch, with the pair indices."""
+    i, j = torch.triu_indices(len(feature), len(feature), offset=1, device=feature.device)
+    # From differences, with a floor under the square root: its derivative is infinite at 0,
+    # and two identical images in a batch (P x K sampling repeats a small identity's images)
+    # have d = 0.
+    d = (feature[i] - feature[j]).pow(2).sum(1).clamp(min=1e-12).sqrt()
+    return d, i, j
+
+
+@dataclass
+class ContrastiveConfig:
+    """Chopra/Hadsell contrastive loss on the L2 distance of backbone features.
+
+    margin: m, the distance non-matching pairs are pushed to. The papers give no value for
+      faces (it is relative to the feature's scale); 1.0 here, on unit-length features
+      by default (normalize=true), so pair distances lie in [0, 2].
+    normalize: L2-normalise features before measuring distances (the papers use the raw
+      output; with raw features the net can grow the feature scale past any fixed m).
+    pairs: balanced (default: matching and non-matching pairs averaged separately, each half
+      weighted equally) or all (mean over every pair of the P x K batch).
+    weight: factor on the term.
+    """
+
+    name: str = "contrastive"
+    margin: float = 1.0
+    normalize: bool = True
+    pairs: str = "balanced"
+    weight: float = 1.0
+
+
+class ContrastiveLoss(Loss):
+    batch = "pk"
+
+    def __init__(self, margin: float = 1.0, normalize: bool = True, pairs: str = "balanced", weight: float = 1.0) -> None:
+        super().__init__()
+        if pairs not in PAIRINGS:
+            raise ConfigError(f"loss.pairs={pairs!r}: use one of {', '.join(PAIRINGS)}")
+        self.margin = margin
+        self.normalize = normalize
+        self.pairs = pairs
+        self.weight = weight
+
+    def forward(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> LossOutput:
+        feature = outputs[FEATURE].float()
+        if self.normalize:
+            feature = F.normalize(feature, dim=1)
+        d, i, j = pair_distances(feature)
+        same = labels[i] == labels[j]
+        per_pair = pair_losses(d, same, self.margin)
+        if self.pairs == "all":
+            loss = per_pair.mean()
+        else:
+            pos = per_pair[same].mean() if same.any() else per_pair.sum() * 0.0
+            neg = per_pair[~same].mean() if (~same).any() else per_pair.sum() * 0.0
+            loss = 0.5 * (pos + neg)
+        with torch.no_grad():
+            metrics = {
+                "d_same": d[same].mean().item() if same.any() else float("nan"),
+                "d_diff": d[~same].mean().item() if (~same).any() else float("nan"),
+                "active_negatives": (d[~same] < self.margin).float().mean().item() if (~same).any() else float("nan"),
+            }
+        return LossOutput({"contrastive": self.weight * loss}, metrics)
+
+
+def build_contrastive(cfg: ContrastiveConfig, ctx: BuildContext) -> ContrastiveLoss:
+    return ContrastiveLoss(cfg.margin, cfg.normalize, cfg.pairs, cfg.weight)
+
+
+@hookimpl
+def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add("loss", "contrastive", build_contrastive, ContrastiveConfig)

@@ -1,0 +1,1 @@
+"""DeepID2, the reference method: ConvNet, joint identification-verification loss, Joint Bayesian."""

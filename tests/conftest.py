@@ -1,0 +1,43 @@
+"""Shared test settings: a per-session cache and results root, tiny synthetic sizes, and the
+location of the real data (skipped with a reason where it is absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: A synthetic benchmark small enough that a whole run takes seconds.
+TINY = [
+    "data.identities=24",
+    "data.images_per_identity=6",
+    "protocol.people_per_fold=6",
+    "protocol.images_min=3",
+    "protocol.images_max=5",
+    "protocol.pairs_per_class=20",
+    "trainer.steps=6",
+    "trainer.batch_size=32",
+    "trainer.log_every=3",
+]
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("FACEBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    root = shared_data() / "lfw"
+    if not (root / "pairs.txt").is_file():
+        pytest.skip(f"real LFW data not found at {root} (set FACEBENCH_SHARED_DATA to the folder holding lfw/)")
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the user's cache and results untouched; share one cache across the session."""
+    os.environ["FACEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["FACEBENCH_RESULTS"] = str(tmp_path_factory.mktemp("results"))
+    os.environ.setdefault("WANDB_MODE", "disabled")

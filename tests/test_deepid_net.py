@@ -1,0 +1,56 @@
+"""The DeepID-family backbone: the paper's shapes, DeepID2+ side outputs, config errors, and
+that it trains."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facebench_plugins.deepid_net import DeepIDNet, DeepIDNetConfig
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_deepid2_shapes(channels):
+    net = DeepIDNet(DeepIDNetConfig(channels=channels))
+    assert net.input_shape == (channels, 55, 47) and net.feature_dim == 160
+    # pool3 60@5x4 + conv4 80@4x3 feed the DeepID2 layer.
+    assert net.fc.in_features == 60 * 5 * 4 + 80 * 4 * 3 == 2160
+    out = net(torch.randn(2, channels, 55, 47))
+    assert set(out) == {"feature"} and out["feature"].shape == (2, 160)
+    assert (out["feature"] >= 0).all()
+
+
+@pytest.mark.parametrize("sharing", ["blocks", "quadrants", "none"])
+def test_conv3_sharing_options_build_and_run(sharing):
+    net = DeepIDNet(DeepIDNetConfig(conv3_sharing=sharing, height=39, width=31))
+    assert net(torch.randn(2, 3, 39, 31))["feature"].shape == (2, 160)
+
+
+def test_deepid2plus_side_outputs():
+    cfg = DeepIDNetConfig(widths=[16, 16, 16, 16], feature_dim=32, side_dim=24)
+    out = DeepIDNet(cfg)(torch.randn(2, 3, 55, 47))
+    assert set(out) == {"feature", "stage1", "stage2", "stage3"}
+    assert out["feature"].shape == (2, 32)
+    assert all(out[f"stage{i}"].shape == (2, 24) for i in (1, 2, 3))
+
+
+def test_too_small_input_names_the_keys():
+    with pytest.raises(ValueError, match="backbone.height"):
+        DeepIDNet(DeepIDNetConfig(height=20, width=20))
+
+
+def test_sgd_steps_reduce_a_toy_loss():
+    torch.manual_seed(0)
+    cfg = DeepIDNetConfig(channels=1, height=31, width=31, widths=[8, 8, 8, 8], feature_dim=16, batchnorm=True)
+    net = DeepIDNet(cfg)
+    head = torch.nn.Linear(net.feature_dim, 4)
+    params = [*net.parameters(), *head.parameters()]
+    x, y = torch.randn(16, 1, 31, 31), torch.arange(16) % 4
+    losses = []
+    for _ in range(10):
+        loss = torch.nn.functional.cross_entropy(head(net(x)["feature"]), y)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():  # plain SGD by hand: torch.optim's first use imports torch._dynamo (seconds)
+            for p, g in zip(params, grads):
+                p -= 0.05 * g
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]

@@ -1,0 +1,210 @@
+"""Joint Bayesian: the vectorised EM against an independent per-person EM, scores, verifier API."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from facebench.verifiers import CosineVerifier
+from facebench_plugins.deepid2.joint_bayesian import (
+    JointBayesianConfig,
+    JointBayesianVerifier,
+    fit_joint_bayesian,
+)
+
+
+def _model_data(
+    seed: int, n_people: int = 60, counts: tuple[int, int] = (2, 8), dim: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """People drawn (by ``seed``) from one fixed Joint Bayesian model with a non-zero mean.
+
+    Identity variance is concentrated in some directions and within-person variance in the
+    others, the situation the model is built for.
+    """
+    model_rng = np.random.default_rng(12345)
+    basis, _ = np.linalg.qr(model_rng.normal(size=(dim, dim)))
+    offset = model_rng.normal(size=dim)
+    spectrum = np.geomspace(4.0, 0.05, dim)
+    s_mu = basis @ np.diag(spectrum) @ basis.T
+    s_eps = basis @ np.diag(spectrum[::-1]) @ basis.T
+    rng = np.random.default_rng(seed)
+    n_images = rng.integers(counts[0], counts[1] + 1, size=n_people)
+    labels = np.repeat(np.arange(n_people), n_images)
+    mu = rng.multivariate_normal(np.zeros(dim), s_mu, size=n_people)
+    eps = rng.multivariate_normal(np.zeros(dim), s_eps, size=len(labels))
+    return mu[labels] + eps + offset, labels
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _reference_em(x: np.ndarray, labels: np.ndarray, n_iter: int) -> dict[str, np.ndarray]:
+    """The EM of METHODS.md written out person by person with explicit inverses.
+
+    Deliberately shares nothing with the implementation: same initialisation, same np.cov
+    normalisation, same fixed number of iterations, singletons left out.
+    """
+    people = [x[labels == c] for c in np.unique(labels)]
+    people = [p for p in people if len(p) >= 2]
+    mean = np.concatenate(people).mean(axis=0)
+    people = [p - mean for p in people]
+    s_mu = np.cov(np.array([p.mean(axis=0) for p in people]).T)
+    s_eps = np.cov(np.concatenate([p - p.mean(axis=0) for p in people]).T)
+    for _ in range(n_iter):
+        f = np.linalg.inv(s_eps)
+        mus, epss = [], []
+        for p in people:
+            m = len(p)
+            g_m = -np.linalg.inv(m * s_mu + s_eps) @ s_mu @ f
+            total = p.sum(axis=0)
+            mus.append(s_mu @ (f + m * g_m) @ total)
+            for x_j in p:
+                epss.append(x_j + s_eps @ g_m @ total)
+        s_mu = np.cov(np.array(mus).T)
+        s_eps = np.cov(np.array(epss).T)
+    f = np.linalg.inv(s_eps)
+    g = -np.linalg.inv(2 * s_mu + s_eps) @ s_mu @ f
+    a = np.linalg.inv(s_mu + s_eps) - (f + g)
+    return {"mean": mean, "S_mu": s_mu, "S_eps": s_eps, "A": a, "G": g}
+
+
+def _pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Same-person pairs (consecutive images of a person; labels are sorted) and as many
+    random different-person pairs, with 1/0 targets."""
+    same = np.flatnonzero(labels[:-1] == labels[1:])
+    i = rng.integers(0, len(labels), size=4 * len(same))
+    j = rng.integers(0, len(labels), size=4 * len(same))
+    diff = np.flatnonzero(labels[i] != labels[j])[: len(same)]
+    return np.r_[same, i[diff]], np.r_[same + 1, j[diff]], np.r_[np.ones(len(same)), np.zeros(len(diff))]
+
+
+def test_matches_independent_per_person_em():
+    x, labels = _model_data(0)
+    ref = _reference_em(x, labels, n_iter=15)
+    model = fit_joint_bayesian(x, labels, max_iter=15, tol=0.0)
+    assert model.iterations == 15 and not model.converged
+    for key in ("mean", "S_mu", "S_eps", "A", "G"):
+        assert _rel(getattr(model, key), ref[key]) < 1e-6, key
+
+
+def test_converges_on_model_data():
+    x, labels = _model_data(1)
+    model = fit_joint_bayesian(x, labels)
+    assert model.converged and model.iterations < 100
+    # The converged fit is a fixed point: one more EM step barely changes it.
+    again = fit_joint_bayesian(x, labels, max_iter=model.iterations + 1, tol=0.0)
+    assert _rel(again.S_eps, model.S_eps) < 1e-5
+
+
+def test_scores_are_the_log_likelihood_ratio_formula():
+    x, labels = _model_data(2)
+    model = fit_joint_bayesian(x, labels)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(7, 10)), rng.normal(size=(7, 10))
+    expected = []
+    for x1, x2 in zip(a - model.mean, b - model.mean):
+        expected.append(x1 @ model.A @ x1 + x2 @ model.A @ x2 - 2 * x1 @ model.G @ x2)
+    np.testing.assert_allclose(model.score(a, b), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_score_matrix_equals_score_on_all_pairs():
+    x, labels = _model_data(3)
+    model = fit_joint_bayesian(x, labels)
+    a, b = x[:9], x[20:33]
+    ii, jj = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij")
+    pairwise = model.score(a[ii.ravel()], b[jj.ravel()]).reshape(len(a), len(b))
+    np.testing.assert_allclose(model.score_matrix(a, b), pairwise, rtol=1e-10, atol=1e-10)
+
+
+def test_separates_model_data_better_than_cosine():
+    x, labels = _model_data(4, n_people=300)
+    x_test, labels_test = _model_data(5, n_people=200)  # other people, same model
+    i, j, same = _pairs(labels_test, np.random.default_rng(1))
+    jb = JointBayesianVerifier().fit(x, labels)
+    cosine = CosineVerifier(pca_dim=x.shape[1]).fit(x, labels)  # a full-rank PCA: cosine on centred features
+    auc_jb = roc_auc_score(same, jb.score(x_test[i], x_test[j]))
+    auc_cos = roc_auc_score(same, cosine.score(x_test[i], x_test[j]))
+    assert auc_jb > auc_cos + 0.1, (auc_jb, auc_cos)
+
+
+def test_singletons_are_left_out():
+    x, labels = _model_data(6)
+    rng = np.random.default_rng(2)
+    singles = 100.0 + 50.0 * rng.normal(size=(15, x.shape[1]))  # would wreck any covariance
+    x_all = np.concatenate([x, singles])
+    labels_all = np.concatenate([labels, 1000 + np.arange(15)])
+    with_singles = fit_joint_bayesian(x_all, labels_all, max_iter=10, tol=0.0)
+    without = fit_joint_bayesian(x, labels, max_iter=10, tol=0.0)
+    for key in ("mean", "S_mu", "S_eps", "A", "G"):
+        np.testing.assert_allclose(getattr(with_singles, key), getattr(without, key), rtol=1e-12, atol=1e-12)
+
+
+def test_needs_two_people_with_two_images():
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(ValueError, match="at least 2 people"):
+        fit_joint_bayesian(x, np.array([0, 0, 1, 2, 3]))
+
+
+def test_fewer_samples_than_dims_raises_unless_pca_or_ridge():
+    x, labels = _model_data(7, n_people=10, counts=(3, 3), dim=10)
+    x = np.hstack([x, np.random.default_rng(3).normal(size=(len(x), 40))])  # 30 images, 50 dims
+    with pytest.raises(ValueError, match="pca_dim"):
+        fit_joint_bayesian(x, labels)
+    for verifier in (JointBayesianVerifier(ridge=1e-3), JointBayesianVerifier(pca_dim=15)):
+        scores = verifier.fit(x, labels).score_matrix(x, x)
+        assert np.isfinite(scores).all()
+
+
+def test_constant_feature_dimension_raises_unless_ridge():
+    x, labels = _model_data(8)
+    x[:, 3] = 0.0  # a dead ReLU unit
+    with pytest.raises(ValueError, match="ridge"):
+        fit_joint_bayesian(x, labels)
+    model = fit_joint_bayesian(x, labels, ridge=1e-3)
+    assert np.isfinite(model.score_matrix(x, x)).all()
+
+
+def test_npz_round_trip(tmp_path):
+    x, labels = _model_data(9)
+    fitted = JointBayesianVerifier(pca_dim=6).fit(x, labels)
+    np.savez(tmp_path / "jb.npz", **fitted.state())
+    with np.load(tmp_path / "jb.npz", allow_pickle=False) as saved:
+        loaded = JointBayesianVerifier(pca_dim=6).load_state(dict(saved))
+    np.testing.assert_array_equal(loaded.score_matrix(x[:20], x[20:40]), fitted.score_matrix(x[:20], x[20:40]))
+    assert loaded.model.iterations == fitted.model.iterations
+    assert loaded.model.converged == fitted.model.converged
+
+
+def test_pca_in_front_through_projected_verifier():
+    x, labels = _model_data(10)
+    verifier = JointBayesianVerifier(pca_dim=5).fit(x, labels)
+    assert verifier.model.A.shape == (5, 5)
+    direct = fit_joint_bayesian(verifier.project(x), labels)
+    a, b = x[:30], x[30:60]
+    np.testing.assert_allclose(verifier.score(a, b), direct.score(verifier.project(a), verifier.project(b)))
+    np.testing.assert_allclose(np.diag(verifier.score_matrix(a, b)), verifier.score(a, b), rtol=1e-10, atol=1e-10)
+
+
+def test_config_fields_are_the_verifier_parameters():
+    config = JointBayesianConfig(pca_dim=7, ridge=1e-3)
+    verifier = JointBayesianVerifier(**{f.name: getattr(config, f.name) for f in fields(config) if f.name != "name"})
+    assert (verifier.pca_dim, verifier.ridge, verifier.max_iter, verifier.tol) == (7, 1e-3, 100, 1e-6)
+    assert config.name == "joint_bayesian"
+
+
+def test_unfitted_verifier_says_so():
+    with pytest.raises(RuntimeError, match="fit"):
+        JointBayesianVerifier().score(np.zeros((1, 3)), np.zeros((1, 3)))
+
+
+def test_naive_benchmark_baseline_gives_the_same_model():
+    from facebench.bench.naive_jb import naive_joint_bayesian_fit
+
+    x, labels = _model_data(11)
+    naive = naive_joint_bayesian_fit(x, labels, n_iter=8)
+    model = fit_joint_bayesian(x, labels, max_iter=8, tol=0.0)
+    for key in ("mean", "S_mu", "S_eps", "A", "G"):
+        assert _rel(getattr(model, key), getattr(naive, key)) < 1e-6, key

@@ -1,0 +1,129 @@
+"""The leaderboard against statistics computed directly with scipy on hand-made records, and
+its handling of records that must not count."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from facebench import leaderboard as lb
+from facebench.results import write_record
+
+FOLDS = [f"fold{i:02d}" for i in range(1, 11)]
+SEEDS = (0, 1, 2)
+XSS = "<script>alert(1)</script>"
+
+
+def accuracies(method: str, seed: int) -> np.ndarray:
+    """Known per-fold accuracies: B beats A by a margin that differs per fold (no tied
+    differences, so scipy computes the Wilcoxon p-value exactly, not by permutation)."""
+    base = 0.80 + 0.01 * np.arange(10) + 0.003 * seed
+    return base + (0.015 + 0.0013 * np.arange(10) ** 1.5 if method == "B" else 0.0)
+
+
+def record(method: str, seed: int, acc: np.ndarray, folds: list[str] = FOLDS, **extra) -> dict:
+    return {
+        "status": "partial" if len(folds) < 10 else "complete",
+        "method": method,
+        "components": {"loss": {"name": method.lower()[:8], "margin": 0.5}, "data": {"name": "synthetic", "root": None}},
+        "protocol": {"name": "synthetic", "seed": 1234, "folds": None, "units_evaluated": folds, "units_total": 10},
+        "regime": "unrestricted_labeled_outside",
+        "seed": seed,
+        "metrics": {
+            "mean_accuracy": float(acc.mean()),
+            "roc": {"fpr": [0.0, 0.01, 0.1, 1.0], "tpr": [0.0, 0.3, 0.7, 1.0], "thresholds": [None, 0.9, 0.5, 0.0]},
+        },
+        "units": [{"name": f, "accuracy": float(a)} for f, a in zip(folds, acc)],
+        "primary_metric": "mean_accuracy",
+        **extra,
+    }
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    for method in ("A", "B"):
+        for seed in SEEDS:
+            run = results / "multirun" / f"{method}-s{seed}"
+            run.mkdir(parents=True)
+            write_record(run, record(method, seed, accuracies(method, seed)))
+    odd = {
+        "xss": record(XSS, 0, accuracies("B", 0)),
+        "partial": record("B", 0, accuracies("B", 0)[:3], folds=FOLDS[:3]),
+        "failed": {**record("A", 9, accuracies("A", 9)), "status": "failed", "error": "RuntimeError: boom"},
+    }
+    for name, rec in odd.items():
+        (results / name).mkdir()
+        write_record(results / name, rec)
+    (results / "broken").mkdir()
+    (results / "broken" / "metrics.json").write_text('{"status": "complete", ')
+    (results / "killed").mkdir()
+    (results / "killed" / "config.yaml").write_text("method: A\n")
+    return results
+
+
+def by_method(table: pd.DataFrame, method: str, n_units: int = 10) -> pd.Series:
+    rows = table[(table["method"] == method) & (table["n_units"] == n_units)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_ci_and_paired_tests_equal_scipy(root: Path) -> None:
+    runs, _ = lb.collect(root)
+    table = lb.leaderboard(runs, baseline="A")
+    per_run = {m: np.array([accuracies(m, s).mean() for s in SEEDS]) for m in ("A", "B")}
+    for method, values in per_run.items():
+        row = by_method(table, method)
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        assert (row["n_runs"], row["n_units"]) == (3, 10)
+        assert row["mean"] == pytest.approx(values.mean())
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    unit_means = {m: np.mean([accuracies(m, s) for s in SEEDS], axis=0) for m in ("A", "B")}
+    t = stats.ttest_rel(unit_means["B"], unit_means["A"])
+    w = stats.wilcoxon(unit_means["B"], unit_means["A"])
+    b = by_method(table, "B")
+    assert (b["t_statistic"], b["t_pvalue"]) == pytest.approx((t.statistic, t.pvalue))
+    assert (b["wilcoxon_statistic"], b["wilcoxon_pvalue"]) == pytest.approx((w.statistic, w.pvalue))
+    assert b["delta"] == pytest.approx((unit_means["B"] - unit_means["A"]).mean())
+    assert by_method(table, "A")["test_note"] == "baseline"
+    # the 3-fold partial run is its own group and is not paired with 10-fold baselines
+    partial = by_method(table, "B", n_units=3)
+    assert partial["partial"] and partial["test_note"] == "no baseline run on these units"
+
+
+def test_unusable_records_are_skipped_and_listed(root: Path) -> None:
+    runs, skipped = lb.collect(root)
+    assert len(runs) == 8
+    reasons = {s.path.relative_to(root).parts[0]: s.reason for s in skipped}
+    assert set(reasons) == {"broken", "failed", "killed"}
+    assert reasons["broken"].startswith("broken record")
+    assert "status failed" in reasons["failed"] and "boom" in reasons["failed"]
+    assert "without metrics.json" in reasons["killed"]
+
+
+def test_rerun_of_a_seed_supersedes_the_older_record(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        write_record(tmp_path / name, record("A", 0, accuracies("A", 0)))
+    runs, skipped = lb.collect(tmp_path)
+    assert len(runs) == 1 and len(skipped) == 1 and "superseded" in skipped[0].reason
+
+
+def test_cli_writes_escaped_html_markdown_and_csv(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    md = tmp_path / "LEADERBOARD.md"
+    assert lb.main(["--root", str(root), "--baseline", "A", "--markdown", str(md)]) == 0
+    out = root / "leaderboard"
+    page = (out / "index.html").read_text()
+    assert XSS not in page and html.escape(XSS) in page
+    assert (out / "roc.png").stat().st_size > 0 and 'src="roc.png"' in page
+    text = md.read_text()
+    assert text == (out / "leaderboard.md").read_text()
+    assert XSS not in text and "n=1, no CI" in text and "paired t-test" in text and "Wilcoxon signed-rank" in text
+    csv = pd.read_csv(out / "leaderboard.csv")
+    assert set(csv["method"]) == {"A", "B", XSS} and len(csv) == 4
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "broken" in printed
