@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -11,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from facebench.config import CONFIG_MODULE, register_core_configs, register_resolvers
+from facebench import distributed
+from facebench.config import CONFIG_MODULE, ConfigError, register_core_configs, register_resolvers, reject_code_targets
 from facebench.errors import FacebenchError
 from facebench.registry import KINDS, Registry, RegistryError, get_registry
 
@@ -27,16 +31,46 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def task(cfg: DictConfig) -> dict:
+    """One run. In a multirun a failed job returns its failed record instead of raising, so
+    the other jobs go on and ``facebench.sweeps.SweepSummary`` can report it; an interrupted
+    one still stops the sweep."""
+    from facebench import sweeps
     from facebench.run import execute
 
+    from facebench.train import TrainingInterrupted
+
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    if multirun:
+        sweeps.isolate_job(hc)
     try:
-        record = execute(cfg, run_dir=Path(hc.runtime.output_dir))
-    except user_errors() as exc:
+        with distributed.process_group(cfg.device) as launch:
+            if launch is not None and not launch.is_main:
+                log.setLevel(logging.WARNING)  # rank 0 speaks for the run
+            record = execute(cfg, run_dir=run_dir)
+    except TrainingInterrupted as exc:
         if hc.mode == RunMode.MULTIRUN:
             raise
+        print(f"facebench: interrupted: {exc}", file=sys.stderr)
+        sys.exit(128 + (exc.signum or signal.SIGINT))
+    except user_errors() as exc:
+        if multirun:
+            return sweeps.record_failure(cfg, run_dir, exc, show_traceback=False)
         print(f"facebench: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # outside training (decoding, evaluation): nothing to resume from, the record says failed
+        if hc.mode == RunMode.MULTIRUN:
+            raise
+        print(f"facebench: interrupted before {cfg.method} finished; its record is marked failed", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except Exception as exc:
+        if not multirun:
+            raise
+        return sweeps.record_failure(cfg, run_dir, exc, show_traceback=True)
+    if launch is not None and not launch.is_main:
+        return record
     if record.get("status") in ("complete", "partial"):
         print(f"facebench: {cfg.method} on {cfg.protocol.name} ({record['regime']}): {record['headline']}")
         print(f"facebench: record: {Path(record['run_dir']) / 'metrics.json'}")
@@ -58,15 +92,54 @@ def check_component_overrides(argv: list[str], registry: Registry) -> None:
             registry.get(kind, name.strip())
 
 
+def check_code_targets(argv: list[str]) -> None:
+    """Refuse ``_target_`` (and Hydra's other instantiation keys) in any override, as its key or
+    nested in its value, before plugins load or Hydra creates a run directory.
+
+    ``plan_run`` checks the composed config again (which also covers config files); this check
+    only makes the refusal immediate and leaves nothing behind. Overrides Hydra cannot parse
+    are left to Hydra to report.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except HydraException:
+            continue
+        if override.is_delete() or override.key_or_group.split(".")[0] == "hydra":
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            for part in reversed(override.key_or_group.split(".")):
+                value = {part: value}
+            reject_code_targets(value)
+
+
 def main() -> None:
     register_resolvers()
     try:
+        check_code_targets(sys.argv[1:])
         check_component_overrides(sys.argv[1:], get_registry())
-    except RegistryError as exc:
+    except (RegistryError, ConfigError) as exc:
         print(f"facebench: error: {exc}", file=sys.stderr)
         sys.exit(2)
     register_core_configs()
-    hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(task)()
+    launch = distributed.launch_from_env()
+    if launch is not None and {"-m", "--multirun"} & set(sys.argv[1:]):
+        print("facebench: error: torchrun starts one run over several processes; run sweeps without torchrun", file=sys.stderr)
+        sys.exit(2)
+    scratch = None
+    if launch is not None and not launch.is_main:
+        scratch = Path(tempfile.mkdtemp(prefix=f"facebench-rank{launch.rank}-"))
+        sys.argv += distributed.follower_overrides(scratch)
+    try:
+        hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(task)()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

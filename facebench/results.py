@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import subprocess
+import threading
 import uuid
 from datetime import datetime
 from importlib import metadata
@@ -115,9 +116,11 @@ def read_record(path: str | Path) -> dict[str, Any]:
     """Load and validate a record; raises RecordError naming the file and what is wrong."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path}: not a readable JSON record ({exc})") from exc
+        # UTF-8 as write_record writes it, whatever the locale. ValueError covers bad JSON, bad
+        # UTF-8 and integers too long to convert; RecursionError, nesting too deep to parse.
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise RecordError(f"{path}: a record must be a JSON object")
     missing = [k for k in REQUIRED if k not in data]
@@ -132,23 +135,31 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return data
 
 
+#: Matplotlib is not thread-safe (its mathtext parser, which renders the log axis' tick labels,
+#: fails when two threads use it at once), and runs may execute in threads of one process.
+_PLOT_LOCK = threading.Lock()
+
+
 def save_roc_plot(path: Path, fpr: np.ndarray, tpr: np.ndarray, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.0), dpi=120)
-    ax.plot(fpr, tpr, lw=1.5)
-    ax.set_xscale("log")
-    ax.set_xlim(1e-3, 1.0)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
+    with _PLOT_LOCK:
+        fig, ax = plt.subplots(figsize=(4.5, 4.0), dpi=120)
+        ax.plot(fpr, tpr, lw=1.5)
+        ax.set_xscale("log")
+        ax.set_xlim(1e-3, 1.0)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("false accept rate")
+        ax.set_ylabel("true accept rate")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        try:
+            fig.savefig(tmp)
+        finally:
+            plt.close(fig)
     os.replace(tmp, path)

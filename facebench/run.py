@@ -24,7 +24,8 @@ from facebench.components import BuildContext, FaceData
 from facebench.config import ConfigError, reject_code_targets, to_plain
 from facebench.features import FLIP_MODES, extract_features
 from facebench.registry import Registry, get_registry
-from facebench.results import environment, new_run_dir, save_roc_plot, write_record, write_text
+from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, save_roc_plot, write_record, write_text
+from facebench.tracking import Tracker
 from facebench.train import TrainStats, train
 
 log = logging.getLogger("facebench")
@@ -33,6 +34,54 @@ REGIMES = ("auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
 #: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
 #: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
 VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "results_root", "cache_dir", "method", "verifier", "features")
+#: Skipped images listed by path in a record (all are counted); the rest are in the log.
+SKIPS_LISTED = 20
+
+
+class GuardedTracker(Tracker):
+    """The configured tracker with its failures turned into warnings.
+
+    The tracker contract says a tracker never fails a run; the core enforces it, so a
+    third-party tracker that raises (a server down, a bug) costs a warning, never the local
+    record, which is the result.
+    """
+
+    def __init__(self, inner: Tracker) -> None:
+        self.inner = inner
+
+    def _call(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.inner, method)(*args)
+        except Exception as exc:
+            log.warning(
+                "tracker %s: %s failed (%s: %s); the local record is unaffected",
+                type(self.inner).__name__, method, type(exc).__name__, exc,
+            )
+
+    def start(self, config: dict[str, Any], run_dir: Path) -> None:
+        self._call("start", config, run_dir)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._call("log", metrics, step)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        self._call("summary", metrics)
+
+    def table(self, name: str, table: Any) -> None:
+        self._call("table", name, table)
+
+    def roc(self, fpr: np.ndarray, tpr: np.ndarray) -> None:
+        self._call("roc", fpr, tpr)
+
+    def finish(self, status: str) -> None:
+        self._call("finish", status)
+
+
+def skipped_images(faces: FaceData) -> dict[str, Any]:
+    """How many images ``on_bad_image=skip`` left out of ``faces``, and the first of them with
+    their reasons: a number measured on fewer images than the data holds must say so."""
+    skipped = list(faces.info.get("skipped_images") or [])
+    return {"images_skipped": len(skipped), "skipped_examples": skipped[:SKIPS_LISTED]}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,8 +135,14 @@ def plan_run(cfg: DictConfig) -> Plan:
     device = resolve_device(cfg.device)
     ctx = BuildContext(device=str(device), seed=int(cfg.seed))
     backbone = registry.build("backbone", cfg.backbone, ctx)
-    registry.get("loss", cfg.loss.name)
-    registry.get("verifier", cfg.verifier.name)
+    # The loss and verifier used are built once the data says how many identities there are;
+    # building them now, with a stand-in class count, runs their factories' checks of their own
+    # settings before anything is decoded or trained.
+    if getattr(backbone, "trainable", True):
+        stand_in = BuildContext(num_classes=2, feature_dim=backbone.feature_dim, input_shape=backbone.input_shape,
+                                seed=int(cfg.seed))
+        registry.build("loss", cfg.loss, stand_in)
+    registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
     dataset = registry.build("dataset", cfg.data, ctx)
     own = getattr(dataset, "family", None)
     protocol_cfg = cfg.protocol
@@ -107,7 +162,7 @@ def plan_run(cfg: DictConfig) -> Plan:
         check = getattr(component, "check", None)
         if check:
             check()
-    tracker = registry.build("tracker", cfg.tracker, ctx)
+    tracker = GuardedTracker(registry.build("tracker", cfg.tracker, ctx))
     return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit)
 
 
@@ -180,11 +235,21 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     except BaseException as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["timings"] = {"total_seconds": round(time.perf_counter() - began, 3)}
-        write_record(run_dir, record)
+        try:
+            write_record(run_dir, record)
+        except OSError as write_exc:  # the run's own error is the one to report
+            log.error("could not write the failed record to %s (%s)", run_dir / RECORD_FILE, write_exc)
         plan.tracker.finish("failed")
         raise
     record["timings"]["total_seconds"] = round(time.perf_counter() - began, 3)
-    path = write_record(run_dir, record)
+    try:
+        path = write_record(run_dir, record)
+    except OSError as exc:
+        plan.tracker.finish("failed")
+        raise RecordError(
+            f"{run_dir / RECORD_FILE}: the record could not be written ({exc}); this run left no result and "
+            "does not count. Free space or fix permissions and run again."
+        ) from exc
     plan.tracker.summary(record["metrics"])
     plan.tracker.finish("complete")
     log.info("record written: %s", path)
@@ -201,7 +266,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     record["partial"] = len(units) < len(bench.units)
     record["protocol"]["units_evaluated"] = [u.name for u in units]
     record["protocol"]["units_total"] = len(bench.units)
-    record["benchmark"] = bench.info
+    record["benchmark"] = {**bench.info, **skipped_images(bench.faces)}
     checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
     audits = []
     shared: Optional[tuple[Any, TrainStats]] = None
@@ -209,7 +274,12 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     outside_faces: Optional[FaceData] = None
     if not plan.per_unit_training:
         outside_faces = plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image)
-        record["training_data"] = {"name": cfg.data.name, "images": len(outside_faces.images), "identities": len(outside_faces.names)}
+        record["training_data"] = {
+            "name": cfg.data.name,
+            "images": len(outside_faces.images),
+            "identities": len(outside_faces.names),
+            **skipped_images(outside_faces),
+        }
         evaluated = sorted({p for u in units for p in plan.protocol.test_people(bench, u)})
         audits.append(audit_identities(outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime))
     outcomes, unit_rows = [], []

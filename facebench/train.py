@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from facebench import distributed
 from facebench.components import Backbone, FaceData, Loss
 from facebench.config import ConfigError, TrainerConfig
 from facebench.data.cache import atomic_write_bytes
@@ -34,7 +35,19 @@ class TrainingDiverged(FacebenchError):
 
 
 class TrainingInterrupted(FacebenchError):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved and ``trainer.resume=true`` continues."""
+    """SIGINT/SIGTERM arrived; a checkpoint was saved and ``trainer.resume=true`` continues.
+
+    ``signum`` is the signal that stopped training (None when unknown), so the command line can
+    exit with the shell's 128 + signal status that schedulers read as "killed, may requeue".
+    """
+
+    def __init__(self, message: str, signum: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class CheckpointError(FacebenchError):
+    """A checkpoint that cannot be resumed from: unreadable, or not plain tensors (refused unread)."""
 
 
 @dataclass
@@ -130,23 +143,53 @@ def parameter_groups(backbone: nn.Module, loss: nn.Module, cfg: TrainerConfig) -
 
 
 class _StopSignal:
-    """Turns SIGTERM into a flag checked between steps (SIGINT arrives as KeyboardInterrupt)."""
+    """Turns the first SIGINT or SIGTERM into a flag checked between steps.
+
+    A step is applied only as a whole (the loss may update buffers in its forward pass, the
+    optimiser updates weights), so stopping at a step boundary is the only point at which a
+    checkpoint holds a state the uninterrupted run also passed through; resuming from it is
+    then exact. A second SIGINT raises KeyboardInterrupt at once, for a user who cannot wait
+    for the step to end. Handlers are installed only in the main thread (Python allows no
+    other), and SIGINT only where it still has Python's default handler (an ignored SIGINT,
+    e.g. under nohup, stays ignored).
+    """
 
     def __init__(self) -> None:
         self.received: Optional[int] = None
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopSignal":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self.received = signum
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+        if exc_type is None and self.received is not None:
+            # arrived after the last step's check: deliver it to the restored handler, never drop it
+            signal.raise_signal(self.received)
+
+
+def non_finite_state(backbone: nn.Module, loss: nn.Module) -> Optional[str]:
+    """The name of the first floating-point parameter or buffer that is NaN or infinite, else None.
+
+    A loss can stay finite for the step whose update overflows the weights; checking the weights
+    before each checkpoint keeps such a state out of the file that resuming would start from.
+    """
+    for owner, module in (("backbone", backbone), ("loss", loss)):
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                return f"{owner}.{name}"
+    return None
 
 
 def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -161,7 +204,15 @@ def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module,
 
 
 def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Restore a checkpoint; returns its step. Only plain tensors and containers are unpickled
+    (``weights_only=True``): a checkpoint file is data, and a crafted one must not run code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for refused objects, RuntimeError/EOFError for torn files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be resumed from ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "facebench loads plain tensors only; delete the file to start over, or set trainer.resume=false."
+        ) from exc
     backbone.load_state_dict(state["backbone"])
     loss.load_state_dict(state["loss"])
     opt.load_state_dict(state["optimizer"])
@@ -180,7 +231,12 @@ def train(
     label: str = "train",
     on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
 ) -> TrainStats:
-    """Fit ``backbone`` + ``loss`` for ``cfg.steps`` steps on ``faces``; returns what happened."""
+    """Fit ``backbone`` + ``loss`` for ``cfg.steps`` steps on ``faces``; returns what happened.
+
+    Under torchrun (``facebench.distributed``) each rank trains on its share of every planned
+    batch through DDP, the ranks take every decision that ends training at the same step, and
+    only rank 0 writes checkpoints.
+    """
     stats = TrainStats()
     if not getattr(backbone, "trainable", True) or cfg.steps <= 0:
         return stats
@@ -200,16 +256,31 @@ def train(
     images = torch.from_numpy(np.array(faces.images)).permute(0, 3, 1, 2)  # into RAM, writable
     labels = torch.from_numpy(np.asarray(faces.labels, dtype=np.int64))
     plan = BatchPlan(np.asarray(faces.labels), cfg, getattr(loss, "batch", "plain"), seed)
+    block = cfg.pk_images if plan.kind == "pk" else 1  # a rank's share holds whole identities
+    model = distributed.wrap(backbone, loss, device)
     every = cfg.checkpoint_every or plan.per_epoch
     amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     began = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start, desc=label, mininterval=2.0, disable=None, leave=False)
     step = start
+    completed = start  # steps whose update is fully applied: the only states a checkpoint may hold
+    saved = start if stats.resumed_from else None  # step of the checkpoint on disk from this run, if any
+
+    def kept() -> str:
+        if checkpoint is None:
+            return "no checkpoint is configured"
+        if saved is None:
+            return f"no checkpoint was written yet ({checkpoint})"
+        return f"the last good checkpoint (step {saved}) is kept at {checkpoint}"
+
     with _StopSignal() as stop:
         try:
             for step in range(start, cfg.steps):
                 idx, flips = plan.indices(step)
+                batch_images = len(idx)
+                part = distributed.local_part(batch_images, block)
+                idx, flips = idx[part], flips[part]
                 x = images[idx]
                 if flips.any():
                     f = torch.from_numpy(flips)
@@ -220,13 +291,17 @@ def train(
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * factor
                 with torch.autocast(device.type, enabled=amp):
-                    out = loss(backbone(x), y)
+                    out = model(x, y)
                 bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
-                if bad:
+                if distributed.any_rank(bool(bad)):
+                    what = (
+                        f"loss term {bad[0]!r} became {out.terms[bad[0]].item()}"
+                        if bad
+                        else "a loss term became non-finite on another DDP rank"
+                    )
                     raise TrainingDiverged(
-                        f"{label}: loss term {bad[0]!r} became {out.terms[bad[0]].item()} at step {step}. "
-                        f"Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; the last good checkpoint "
-                        f"is kept{' at ' + str(checkpoint) if checkpoint else ''}."
+                        f"{label}: {what} at step {step + 1}/{cfg.steps}. "
+                        f"Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; {kept()}."
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(out.total).backward()
@@ -235,11 +310,12 @@ def train(
                     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                stats.images += len(idx)
-                done = step + 1
+                stats.images += batch_images
+                completed = done = step + 1
                 if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.steps):
                     metrics = {k: float(v.detach()) for k, v in out.terms.items()}
                     metrics.update(out.metrics)
+                    metrics = distributed.mean_over_ranks(metrics)
                     metrics["lr"] = base_lrs[0] * factor
                     stats.last_metrics = metrics
                     rate = stats.images / max(1e-9, time.perf_counter() - began)
@@ -255,20 +331,40 @@ def train(
                     if on_log:
                         on_log(done, metrics)
                 bar.update(1)
-                if checkpoint is not None and (done % every == 0 or done == cfg.steps):
-                    save_checkpoint(checkpoint, done, backbone, loss, opt)
-                if stop.received is not None:
-                    raise KeyboardInterrupt
-                if cfg.max_seconds is not None and time.perf_counter() - began > cfg.max_seconds:
+                # taken once per step and by every rank alike: a rank that stopped alone would
+                # leave the others waiting for its gradients
+                stopping = distributed.any_rank_signal(stop.received)
+                due = done % every == 0 or done == cfg.steps or stopping is not None
+                if checkpoint is not None and due:
+                    broken = non_finite_state(backbone, loss)
+                    if broken:
+                        raise TrainingDiverged(
+                            f"{label}: {broken} became NaN or infinite in step {done}/{cfg.steps} although every "
+                            f"loss term was finite. Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; {kept()}."
+                        )
+                    if distributed.is_main():
+                        save_checkpoint(checkpoint, done, backbone, loss, opt)
+                    saved = done
+                if stopping is not None:
+                    name = signal.Signals(stopping).name
+                    raise TrainingInterrupted(
+                        f"{label}: {name} received; stopped after step {done}/{cfg.steps}, "
+                        + (f"checkpoint saved to {checkpoint}. Run the same command with trainer.resume=true to continue."
+                           if checkpoint is not None else "no checkpoint is configured, so nothing can be resumed."),
+                        signum=stopping,
+                    )
+                if cfg.max_seconds is not None and distributed.any_rank(time.perf_counter() - began > cfg.max_seconds):
                     stats.stopped_early = True
                     log.warning("%s: trainer.max_seconds=%s reached at step %d", label, cfg.max_seconds, done)
                     break
         except KeyboardInterrupt:
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, step, backbone, loss, opt)
+            # A second SIGINT can land anywhere inside a step, where weights or loss buffers may
+            # hold part of an update: saving that state would make the resumed run differ from an
+            # uninterrupted one, so only what was checkpointed at a step boundary is kept.
             raise TrainingInterrupted(
-                f"{label}: interrupted at step {step}; checkpoint saved to {checkpoint}. "
-                "Run the same command with trainer.resume=true to continue."
+                f"{label}: stopped at once after {completed}/{cfg.steps} steps (second SIGINT); {kept()}. "
+                "Run the same command with trainer.resume=true to continue from it.",
+                signum=signal.SIGINT,
             ) from None
         finally:
             bar.close()

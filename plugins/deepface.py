@@ -133,7 +133,10 @@ class DeepFaceNet(Backbone):
         self.f7 = nn.Sequential(nn.Linear(l6 * h * w, cfg.feature_dim), relu, nn.Dropout(cfg.dropout))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {FEATURE: self.f7(self.body(x))}
+        # Channels-last memory: PyTorch's CPU max-pool is several times slower on NCHW tensors
+        # (measured here: the 3x3 M2 pool took a quarter of a training step), and the locally
+        # connected layers gather their patches from a channels-last view anyway.
+        return {FEATURE: self.f7(self.body(x.contiguous(memory_format=torch.channels_last)))}
 
 
 def build_deepface(cfg: DeepFaceConfig, ctx: BuildContext) -> DeepFaceNet:

@@ -8,7 +8,7 @@ because the test-time feature must be the projection and only a backbone's outpu
 the verifier:
 
 - backbone ``vggface`` is the whole VGG-Face model: any registered backbone (``base``, default
-  the DeepID-family net), the identity classifier on its feature and the projection. Its
+  the DeepID2 net), the identity classifier on its feature and the projection. Its
   outputs: ``base``, the wrapped net's feature; ``logits``, the classifier's; and ``feature`` =
   normalise(W normalise(base)) with ``base`` *detached*, so the projection can never move the
   net under it (the paper's frozen features). The classifier sits in the backbone rather than
@@ -22,7 +22,7 @@ the verifier:
 Departures, kept simple: the projected descriptor is L2-normalised too, so FaceNet's margin
 (0.2) applies; both stages draw P x K batches (a loss declares one batch kind per run, and the
 triplet stage needs them); the base net stays in training mode in stage 2 (nets with batch
-norm keep updating its running statistics; DeepID-family nets have none).
+norm keep updating its running statistics; DeepID-family nets have none by default).
 """
 from __future__ import annotations
 
@@ -49,14 +49,15 @@ class VggFaceBackboneConfig:
     """A backbone with VGG-Face's triplet projection on top.
 
     base: the registered backbone to wrap; the paper's is VGG-16 (``base: timm`` with
-      ``base_config: {model: vgg16}`` comes closest), the default is the DeepID-family net.
-    base_config: overrides of the base's own config (checked against its schema when built).
+      ``base_config: {model: vgg16}`` comes closest), the default is the DeepID2 net.
+    base_config: overrides of the base's own config, checked against its schema when built
+      (new keys from the command line need a plus: ``+backbone.base_config.feature_dim=256``).
     proj_dim: the projection's output, the test-time feature; the paper projects 4096 -> 1024,
       here 128 by default, below the base's width as in the paper.
     """
 
     name: str = "vggface"
-    base: str = "deepid"
+    base: str = "deepid2"
     base_config: dict[str, Any] = field(default_factory=dict)
     proj_dim: int = 128
 

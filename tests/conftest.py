@@ -41,3 +41,4 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["FACEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["FACEBENCH_RESULTS"] = str(tmp_path_factory.mktemp("results"))
     os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ["FACEBENCH_OFFLINE"] = "1"  # no test may ever start a download

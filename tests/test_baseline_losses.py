@@ -31,6 +31,7 @@ from facebench_plugins.margins import (
     cosface_logits,
 )
 from facebench_plugins.timm_backbones import TimmConfig, build_timm
+from facebench_plugins.vggface import VggFaceBackboneConfig, build_vggface_backbone
 
 # --- FaceNet mining ------------------------------------------------------------------------
 
@@ -198,7 +199,7 @@ def test_center_loss_term_and_update_follow_the_paper() -> None:
 # --- Contrastive vs DeepID2's verification term -------------------------------------------
 
 
-def test_contrastive_pair_loss_and_how_it_relates_to_deepid2_verification() -> None:
+def test_contrastive_pair_loss_is_hadsell_and_not_the_squared_distance_hinge() -> None:
     m = 1.0
     d = torch.tensor([0.0, 0.4, 0.9, 1.5, 0.4, 0.9, 1.5])
     same = torch.tensor([True, True, True, True, False, False, False])
@@ -206,15 +207,35 @@ def test_contrastive_pair_loss_and_how_it_relates_to_deepid2_verification() -> N
     # Chopra/Hadsell, y = 1 same: y d^2 / 2 + (1 - y) max(0, m - d)^2 / 2
     hadsell = [0.5 * x**2 if s else 0.5 * max(0.0, m - x) ** 2 for x, s in zip(d.tolist(), same.tolist())]
     assert torch.allclose(ours, torch.tensor(hadsell))
-    # DeepID2's L2 verification term (y = 1 / -1): 0.5 ||fi - fj||^2, 0.5 max(0, m - ||fi - fj||)^2 —
-    # the same formula per pair; what differs is DeepID2's margin policy and pairing, not the term.
-    deepid2 = [0.5 * x**2 if s else 0.5 * max(0.0, m - x) ** 2 for x, s in zip(d.tolist(), same.tolist())]
-    assert torch.allclose(ours, torch.tensor(deepid2))
-    # It is not the hinge on the squared distance, max(0, m - d^2) / 2 (a common variant), which
-    # differs for non-matching pairs inside the margin.
+    # not the hinge on the squared distance, max(0, m - d^2) / 2 (a common variant): the two
+    # differ for non-matching pairs inside the margin and agree (0) beyond it
     squared_hinge = torch.tensor([0.5 * max(0.0, m - x**2) for x in d[~same].tolist()])
-    assert not torch.allclose(ours[~same][:2], squared_hinge[:2])
+    assert (ours[~same][:2] - squared_hinge[:2]).abs().min() > 0.05
     assert ours[~same][2] == squared_hinge[2] == 0.0
+
+
+def deepid2_verification(f: torch.Tensor, labels: torch.Tensor, m: float) -> torch.Tensor:
+    """DeepID2's L2 verification term (METHODS.md), y = 1 same / -1 different, mean over all pairs."""
+    terms = []
+    for i, j in itertools.combinations(range(len(f)), 2):
+        y = 1 if labels[i] == labels[j] else -1
+        dist = float((f[i] - f[j]).norm())
+        terms.append(0.5 * dist**2 if y == 1 else 0.5 * max(0.0, m - dist) ** 2)
+    return torch.tensor(sum(terms) / len(terms))
+
+
+def test_contrastive_and_deepid2_verification_agree_only_where_their_formulas_agree() -> None:
+    g = torch.Generator().manual_seed(2)
+    f = torch.rand(8, 6, generator=g) * 0.6  # raw (ReLU-like) features, several pairs inside m
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    reference = deepid2_verification(f, labels, 1.0)
+    # on raw features, averaged over every pair, the two pair losses are one formula
+    raw = ContrastiveLoss(margin=1.0, normalize=False, pairs="all")({FEATURE: f}, labels)
+    assert raw.terms["contrastive"].item() == pytest.approx(reference.item(), rel=1e-5)
+    # on unit-length features (normalize=true) the distances, hence the values, differ
+    unit = ContrastiveLoss(margin=1.0, normalize=True, pairs="all")({FEATURE: f}, labels)
+    assert unit.terms["contrastive"].item() != pytest.approx(reference.item(), rel=1e-2)
+    assert unit.terms["contrastive"].item() == pytest.approx(deepid2_verification(F.normalize(f, dim=1), labels, 1.0).item(), rel=1e-5)
 
 
 def test_contrastive_balances_matching_and_nonmatching_pairs() -> None:
@@ -270,6 +291,23 @@ def test_timm_backbone_builds_a_tiny_model_to_feature_dim() -> None:
     assert net(torch.zeros(2, 1, 32, 28))[FEATURE].shape == (2, 16)
     with pytest.raises(ConfigError, match="backbone.model='no_such_net'"):
         build_timm(TimmConfig(model="no_such_net"), BuildContext())
+
+
+# --- VGG-Face -------------------------------------------------------------------------------
+
+
+def test_vggface_wrapper_checks_the_base_config_and_freezes_the_base_under_the_projection() -> None:
+    ctx = BuildContext(num_classes=5)
+    with pytest.raises(ConfigError, match="base_config does not fit backbone 'deepface'"):
+        build_vggface_backbone(VggFaceBackboneConfig(base="deepface", base_config={"no_such_key": 1}), ctx)
+    cfg = VggFaceBackboneConfig(base="deepface", base_config={"height": 72, "width": 72, "kernels": [11, 9, 9, 7, 5], "feature_dim": 24}, proj_dim=8)
+    net = build_vggface_backbone(cfg, ctx)
+    out = net(torch.randn(3, 3, 72, 72))
+    assert out["logits"].shape == (3, 5) and out["base"].shape == (3, 24) and out[FEATURE].shape == (3, 8)
+    assert torch.allclose(out[FEATURE].norm(dim=1), torch.ones(3))
+    out[FEATURE].sum().backward()
+    assert net.projection.weight.grad is not None
+    assert all(p.grad is None for p in net.base.parameters())
 
 
 # --- presets -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The chunked, memory-mapped decode cache: resuming after a crash, compacting skipped images."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,17 @@ def test_a_bad_image_fails_naming_its_path(tmp_path: Path) -> None:
     paths[2].write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     with pytest.raises(DataError, match=f"cannot decode image {paths[2]}.*on_bad_image=skip"):
         cached_decode_files(tmp_path / "cache", "t", paths, SHAPE, "fail", "t")
+
+
+def test_two_simultaneous_builds_decode_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _images(tmp_path / "img", 6)
+    real = chunked.decode_images
+    calls: list[int] = []
+    monkeypatch.setattr(chunked, "decode_images", lambda p, *a, **k: (calls.append(len(p)), real(p, *a, **k))[1])
+    def build(_: int) -> tuple:
+        return cached_decode_files(tmp_path / "c", "t", paths, SHAPE, "fail", "t", chunk=2)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(build, range(2)))
+    assert calls == [2, 2, 2]  # the second waited for the first and found its entry
+    assert all(np.array_equal(r[0], results[0][0]) for r in results)

@@ -68,7 +68,10 @@ def align_face(
     template: np.ndarray = TEMPLATE_112x96,
     template_size: tuple[int, int] = TEMPLATE_SIZE,
 ) -> np.ndarray:
-    """Warp uint8 (H, W, C) ``image`` so its 5 ``landmarks`` land on ``template``; return (h, w, c) for ``shape`` (c, h, w)."""
+    """Warp uint8 (H, W, C) ``image`` so its 5 ``landmarks`` land on ``template``.
+
+    Returns uint8 (h, w, c) for ``shape`` = (c, h, w): the template-sized face resized to it.
+    """
     channels, height, width = shape
     forward = similarity_transform(landmarks, template)  # image -> template, index coordinates
     inv = _inverse(forward)  # template -> image

@@ -142,7 +142,9 @@ class CelebAData:
         wanted = set(numbers[counts >= self.cfg.min_images_per_identity].tolist())
         files = sorted(f for f, ident in by_file.items() if ident in wanted)
         if not files:
-            raise DataError(f"{identity_file}: no identity has min_images_per_identity={self.cfg.min_images_per_identity} images")
+            raise DataError(
+                f"{identity_file}: no identity has min_images_per_identity={self.cfg.min_images_per_identity} images"
+            )
         paths = [images_dir / f for f in files]
         missing = [p for p in paths if not p.is_file()]
         if missing:
@@ -185,7 +187,8 @@ class CelebAData:
         channels, out_h, out_w = shape
 
         def decode_chunk(index: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
-            raw, kept, skipped = decode_images([paths[i] for i in index], (channels, height, width), on_bad_image, label="CelebA")
+            chunk_paths = [paths[i] for i in index]
+            raw, kept, skipped = decode_images(chunk_paths, (channels, height, width), on_bad_image, label="CelebA")
             out = np.empty((len(kept), out_h, out_w, channels), dtype=np.uint8)
 
             def warp(j: int) -> None:

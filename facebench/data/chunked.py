@@ -11,14 +11,21 @@ lays out a finished entry; callers get the same read-only memory map back.
 
 Unreadable images (``on_bad_image=skip``) leave a hole in the pre-allocated array; the
 finished array is compacted to the kept images, again chunk by chunk.
+
+Because the half-built array has one fixed name, two processes building the same entry (a
+parallel sweep's first runs) would overwrite each other's progress; an exclusive lock file
+(``fcntl.flock``, released by the OS even when a process dies) makes the second one wait and
+then find the finished entry.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -58,6 +65,25 @@ def _resume(partial: Path, progress_path: Path, expected: dict[str, Any]) -> tup
     return array, progress
 
 
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _hit(final: Path, meta_path: Path, n: int, label: str) -> Optional[tuple[np.ndarray, np.ndarray, list[str]]]:
+    if not (final.is_file() and meta_path.is_file()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    log.info("%s: decoded-image cache hit, not decoding again (%s)", label, final)
+    kept = np.setdiff1d(np.arange(n), np.asarray(meta["skipped_index"], dtype=np.int64))
+    return np.load(final, mmap_mode="r", allow_pickle=False), kept, meta["skipped"]
+
+
 def _compact(partial: np.ndarray, keep: np.ndarray, dest: Path, chunk: int) -> None:
     """Copy the kept rows of ``partial`` into a new ``.npy`` at ``dest`` without loading them all."""
     out = np.lib.format.open_memmap(dest, mode="w+", dtype=np.uint8, shape=(int(keep.sum()), *partial.shape[1:]))
@@ -89,12 +115,18 @@ def cached_decode(
     root.mkdir(parents=True, exist_ok=True)
     key = cache_key(key_parts)
     final, meta_path = root / f"{key}.npy", root / f"{key}.json"
-    if final.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        log.info("%s: decoded-image cache hit, not decoding again (%s)", label, final)
-        kept = np.setdiff1d(np.arange(n), np.asarray(meta["skipped_index"], dtype=np.int64))
-        return np.load(final, mmap_mode="r", allow_pickle=False), kept, meta["skipped"]
+    hit = _hit(final, meta_path, n, label)
+    if hit is not None:
+        return hit
+    with _exclusive(root / f"{key}.lock"):
+        return _hit(final, meta_path, n, label) or _build(root, key, n, item_shape, decode_chunk, label, chunk)
 
+
+def _build(
+    root: Path, key: str, n: int, item_shape: tuple[int, int, int], decode_chunk: DecodeChunk, label: str, chunk: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode (or finish decoding) the entry ``key``; the caller holds its lock."""
+    final, meta_path = root / f"{key}.npy", root / f"{key}.json"
     partial_path, progress_path = root / f"{key}.partial.npy", root / f"{key}.progress.json"
     start_time = time.perf_counter()
     n_chunks = -(-n // chunk)
@@ -102,7 +134,8 @@ def cached_decode(
     if out is None:
         out = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(n, *item_shape))
     else:
-        log.info("%s: resuming an interrupted decode, %d of %d chunks already done", label, len(progress["skipped"]), n_chunks)
+        done = len(progress["skipped"])
+        log.info("%s: resuming an interrupted decode, %d of %d chunks already done", label, done, n_chunks)
     todo = [c for c in range(n_chunks) if str(c) not in progress["skipped"]]
     done_images = n - sum(min(chunk, n - c * chunk) for c in todo)
     with tqdm(total=n, initial=done_images, desc=f"decode {label}", unit="img", disable=None) as bar:
@@ -130,7 +163,12 @@ def cached_decode(
         del out
         partial_path.replace(final)
     seconds = round(time.perf_counter() - start_time, 3)
-    meta = {"shape": [n - len(skipped_index), *item_shape], "skipped_index": skipped_index, "skipped": messages, "seconds": seconds}
+    meta = {
+        "shape": [n - len(skipped_index), *item_shape],
+        "skipped_index": skipped_index,
+        "skipped": messages,
+        "seconds": seconds,
+    }
     _write_json(meta_path, meta)
     progress_path.unlink(missing_ok=True)
     log.info("%s: decoded %d images in %.1f s; cached at %s", label, n, seconds, final)

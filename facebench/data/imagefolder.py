@@ -57,7 +57,9 @@ def scan_identities(root: Path) -> list[tuple[str, list[Path]]]:
     extensions = image_extensions()
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in extensions)
+        files = sorted(
+            f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in extensions
+        )
         if not files:
             raise DataError(
                 f"identity folder {folder} holds no image file Pillow can read; remove the folder or add its images"
@@ -99,8 +101,9 @@ class ImageFolderData:
             )
         paths = [f for _, files in kept_ids for f in files]
         labels = np.repeat(np.arange(len(kept_ids)), [len(files) for _, files in kept_ids])
+        crop = check_crop(self.cfg.crop, "data.crop")
         images, kept, skipped = cached_decode_files(
-            cache_dir, "imagefolder", paths, shape, on_bad_image, f"image folder {root.name}", check_crop(self.cfg.crop, "data.crop")
+            cache_dir, "imagefolder", paths, shape, on_bad_image, f"image folder {root.name}", crop
         )
         labels = labels[kept]
         empty = np.flatnonzero(np.bincount(labels, minlength=len(kept_ids)) == 0)

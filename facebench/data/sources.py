@@ -16,6 +16,7 @@ from facebench.data.cache import cached_images
 from facebench.data.lfw import detect_layout, resolve_root
 from facebench.data.synthetic import make_training_set
 from facebench.data.transforms import to_shape
+from facebench.protocols.synthetic import GENERATOR_VERSION
 
 
 @dataclass
@@ -41,7 +42,7 @@ class SyntheticData:
             faces = make_training_set(c.identities, c.images_per_identity, c.seed)
             return to_shape(faces.images, shape), {"labels": faces.labels.tolist(), "names": faces.names, "keys": faces.keys}
 
-        key = {"what": "synthetic-train", "version": 1, "ids": c.identities, "per": c.images_per_identity, "seed": c.seed, "shape": list(shape)}
+        key = {"what": "synthetic-train", "version": GENERATOR_VERSION, "ids": c.identities, "per": c.images_per_identity, "seed": c.seed, "shape": list(shape)}
         images, meta = cached_images(cache_dir, key, build, "synthetic training set")
         return FaceData(images, np.asarray(meta["labels"], dtype=np.int64), meta["names"], meta["keys"])
 

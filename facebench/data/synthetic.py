@@ -103,7 +103,8 @@ def _identity_traits(rng: np.random.Generator) -> dict[str, float | np.ndarray]:
         "skin": np.clip(skin, 0, 1),
         "lip": np.clip(skin * 0.72 + np.array([0.55, 0.14, 0.16]) * lerp(7, 0.15, 0.45), 0, 1),
         "hair": np.clip(skin * 1.02 if bald else hair, 0, 1),
-        "brow": np.clip((hair if not bald else _HAIR[1]) * lerp(8, 0.45, 0.85), 0, 1),
+        "beard_rgb": np.clip(hair, 0, 1),  # bald people keep their hair colour in a beard
+        "brow": np.clip(hair * lerp(8, 0.45, 0.85), 0, 1),
         "iris": _IRIS[_pick(u[9], _IRIS_P)],
         "fx": lerp(11, 46.5, 49.5),
         "fy": lerp(12, 56.0, 61.0),
@@ -414,7 +415,7 @@ def _paint_face(cv: _Canvas) -> None:
         jdu = (r.u - r.k("cx_mouth")) * (1.0 / r.k("fa"))
         beard = _soft((r.k("ny") + 3.0 + r.k("beard_top") - 14.0 * jdu * jdu - r.v) * 0.7) * r.crop(face)
         r.darken(beard, r.k("stubble") * 0.6)
-        r.paint(beard * r.k("beard"), r.rgb("hair"))
+        r.paint(beard * r.k("beard"), r.rgb("beard_rgb"))
         r.commit()
 
     # Nose: nostrils and the shadow under the tip (the ridge is shaded with the light below).
@@ -439,7 +440,7 @@ def _paint_face(cv: _Canvas) -> None:
     r = cv.region(mouth - p["mw"] - 6, mouth + p["mw"] + 6, centre - half_y, centre + half_y, where=np.maximum(p["moustache"], p["beard"]) > 0)
     if r is not None:
         moustache = _ellipse(r.u - r.k("cx_mouth"), r.v - 0.5 * (r.k("ny") + r.k("my")) - 1.0, r.k("mw") + 2.5, 0.32 * (r.k("my") - r.k("ny")))
-        r.paint(moustache * np.maximum(r.k("moustache"), r.k("beard")), r.rgb("hair"))
+        r.paint(moustache * np.maximum(r.k("moustache"), r.k("beard")), r.rgb("beard_rgb"))
         r.commit()
 
     # Eyes: socket shadow, sclera, iris, pupil, lid line; brows above, raised by expression.

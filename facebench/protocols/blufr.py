@@ -15,9 +15,14 @@ The trials come from the official ``blufr_lfw_config.mat``: 1-based MATLAB indic
 """
 from __future__ import annotations
 
+import faulthandler
+import io
 import math
+import os
 import re
+import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -47,6 +52,9 @@ DIR_RANK = 1
 #: FARs of the stored ROC: log-spaced, 10 per decade from 1e-6 to 1 (VR_FAR among them).
 ROC_FARS = np.logspace(-6, 0, 61)
 _FILE_NAME = re.compile(r"(.+)_([0-9]{4})\.jpg")
+#: How long a damaged config may keep scipy's reader busy before it is refused (the official
+#: one takes well under a second).
+MAT_PROBE_SECONDS = 60
 _VARIABLES = ("imageList", "labels", "trainIndex", "testIndex", "galIndex", "probIndex")
 
 
@@ -94,11 +102,38 @@ def _variable(mat: dict[str, Any], name: str, path: Path) -> np.ndarray:
     return np.asarray(mat[name])
 
 
+def _whole_numbers(value: Any, what: str, path: Path) -> np.ndarray:
+    """``value`` as int64, refusing anything but whole numbers of a sane size: casting text or a
+    struct raises an unrelated error, and casting NaN or 1e300 silently gives a huge negative
+    number that would then pass for a label or index."""
+    arr = np.asarray(value).ravel()
+    if arr.dtype.kind in "iu":
+        ok = arr.size == 0 or (int(arr.min()) > -(2**31) and int(arr.max()) < 2**31)
+    elif arr.dtype.kind == "f":
+        ok = bool(np.all(np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2**31)))
+    else:
+        ok = False
+    if not ok:
+        raise DataError(f"{path}: {what} must hold whole numbers (got {arr.dtype} values); use the official {CONFIG_FILE}")
+    return arr.astype(np.int64)
+
+
+def _file_names(value: np.ndarray, path: Path) -> list[str]:
+    """imageList's entries, each one piece of text (a MATLAB cell of char arrays)."""
+    names = []
+    for i, cell in enumerate(value.ravel()):
+        entry = np.asarray(cell).ravel()
+        if entry.size != 1 or entry.dtype.kind not in "US":
+            raise DataError(f"{path}: imageList entry {i + 1} is not a file name (got {entry.dtype} x {entry.size})")
+        names.append(str(entry[0]))
+    return names
+
+
 def _trial_indices(mat: dict[str, Any], name: str, path: Path, n_images: int) -> list[np.ndarray]:
     cells = _variable(mat, name, path).ravel()
     out = []
     for t, cell in enumerate(cells):
-        index = np.asarray(cell).ravel().astype(np.int64)
+        index = _whole_numbers(cell, f"{name}{{{t + 1}}}", path)
         if index.size and (index.min() < 1 or index.max() > n_images):
             raise DataError(
                 f"{path}: {name}{{{t + 1}}} holds indices outside 1..{n_images} (the 1-based MATLAB indices "
@@ -106,6 +141,45 @@ def _trial_indices(mat: dict[str, Any], name: str, path: Path, n_images: int) ->
             )
         out.append(index - 1)
     return out
+
+
+def _loadmat_isolated(path: Path) -> dict[str, Any]:
+    """``scipy.io.loadmat`` of the file's bytes, parsed first in a forked child.
+
+    scipy's MATLAB reader is compiled code that its documentation says is not hardened against
+    damaged files: fuzzing found single flipped bytes that kill the interpreter with SIGSEGV
+    (scipy 1.17) instead of raising. The child parses the same bytes the parent then parses, so
+    a file that would crash the run is a DataError instead; a child still busy after
+    ``MAT_PROBE_SECONDS`` is killed and the file refused. Where fork is unavailable the bytes
+    are parsed directly.
+    """
+    data = path.read_bytes()
+    if hasattr(os, "fork"):
+        pid = os.fork()
+        if pid == 0:  # the child reports by how it ends only: exit 0, or killed by a signal
+            try:
+                faulthandler.disable()  # the crash is reported by the parent, not dumped here
+                warnings.simplefilter("ignore")
+                scipy.io.loadmat(io.BytesIO(data))
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + MAT_PROBE_SECONDS
+        while not (ended := os.waitpid(pid, os.WNOHANG))[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise DataError(
+                    f"{path}: reading it did not finish in {MAT_PROBE_SECONDS} s; the file is damaged. "
+                    f"Download the official {CONFIG_FILE} again."
+                )
+            time.sleep(0.005)
+        status = ended[1]
+        if os.WIFSIGNALED(status):
+            raise DataError(
+                f"{path}: reading it crashed scipy's MATLAB reader ({signal.Signals(os.WTERMSIG(status)).name}); "
+                f"the file is damaged. Download the official {CONFIG_FILE} again."
+            )
+    return scipy.io.loadmat(io.BytesIO(data))
 
 
 def read_blufr_config(path: str | Path) -> BlufrFile:
@@ -117,11 +191,15 @@ def read_blufr_config(path: str | Path) -> BlufrFile:
             "LFW's pairs.txt, or set protocol.config_file to it."
         )
     try:
-        mat = scipy.io.loadmat(path)
-    except (scipy.io.matlab.MatReadError, ValueError, OSError, NotImplementedError) as exc:
-        raise DataError(f"{path}: not a readable MATLAB .mat file ({exc}); use the official {CONFIG_FILE}") from exc
-    images = [str(np.asarray(c).ravel()[0]) for c in _variable(mat, "imageList", path).ravel()]
-    labels = _variable(mat, "labels", path).ravel().astype(np.int64)
+        mat = _loadmat_isolated(path)
+    except DataError:
+        raise
+    except Exception as exc:  # scipy documents no error contract for malformed files (IndexError, ...)
+        raise DataError(
+            f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc}); use the official {CONFIG_FILE}"
+        ) from exc
+    images = _file_names(_variable(mat, "imageList", path), path)
+    labels = _whole_numbers(_variable(mat, "labels", path), "labels", path)
     if len(labels) != len(images):
         raise DataError(f"{path}: {len(images)} entries in imageList but {len(labels)} labels")
     trials = [_trial_indices(mat, name, path, len(images)) for name in _VARIABLES[2:]]
@@ -167,6 +245,11 @@ class BlufrTrial:
 
 @dataclass
 class BlufrBenchmark:
+    """All 13,233 faces, decoded once, and the trials as index sets into them.
+
+    Shares the decoded-image cache with lfw_view1/lfw_view2 (the same files and crop).
+    """
+
     name: str
     faces: FaceData
     units: list[BlufrTrial]
@@ -183,6 +266,8 @@ class BlufrBenchmark:
 
 @dataclass
 class TrialOutcome:
+    """One trial's figures, its thresholds, its TAR on the ROC_FARS grid and its sizes and timings."""
+
     name: str
     vr: float
     vr_threshold: float
@@ -211,10 +296,12 @@ class BlufrSummary:
 
     @property
     def fpr(self) -> np.ndarray:
+        """The FAR grid of the ROC; at each point the trials' false accept rates are at most this."""
         return ROC_FARS
 
     @property
     def tpr(self) -> np.ndarray:
+        """TAR at each grid FAR, averaged over the trials (BLUFR plots the mean ROC)."""
         return np.mean([t.roc_tpr for t in self.trials], axis=0)
 
     def fold_table(self) -> pd.DataFrame:
@@ -295,7 +382,8 @@ class BlufrProtocol:
             name = rel.split("/", 1)[0]
             counts[name] = counts.get(name, 0) + 1
         faces = load_people(layout, sorted(counts.items()), shape, cache_dir, on_bad_image)
-        # imageList order -> position in faces; -1 for an image skipped as unreadable (on_bad_image=skip)
+        # imageList order -> position in faces; -1 for an image skipped as unreadable (on_bad_image=skip),
+        # which then drops out of its trial's sets (faces.info lists the skips, the record counts them)
         position = {k: i for i, k in enumerate(faces.keys)}
         order = np.array([position.get(rel, -1) for rel in relpaths], dtype=np.int64)
 
@@ -306,8 +394,14 @@ class BlufrProtocol:
         trials = []
         for t in range(len(config.train)):
             trial = BlufrTrial(
-                f"trial{t + 1}", index(config.train[t]), index(config.test[t]), index(config.gallery[t]), index(config.probe[t])
+                f"trial{t + 1}",
+                index(config.train[t]),
+                index(config.test[t]),
+                index(config.gallery[t]),
+                index(config.probe[t]),
             )
+            if not np.isin(np.concatenate([trial.gallery, trial.probe]), trial.test).all():
+                raise DataError(f"{config.path}: trial {t + 1} has gallery or probe images outside its test set")
             overlap = set(faces.labels[trial.train].tolist()) & set(faces.labels[trial.test].tolist())
             if overlap:
                 shown = ", ".join(sorted(faces.names[k] for k in overlap)[:10])
@@ -316,8 +410,7 @@ class BlufrProtocol:
                     "BLUFR's training and test people must be disjoint"
                 )
             trials.append(trial)
-        info = {**layout.describe(), "config_file": str(config.path), "trials": len(trials),
-                "images_skipped": int((order < 0).sum())}
+        info = {**layout.describe(), "config_file": str(config.path), "trials": len(trials)}
         return BlufrBenchmark(name=self.name, faces=faces, units=trials, info=info)
 
     def units(self, bench: BlufrBenchmark) -> list[BlufrTrial]:
@@ -325,7 +418,9 @@ class BlufrProtocol:
             return bench.units
         bad = [t for t in self.cfg.trials if not 1 <= t <= len(bench.units)]
         if bad:
-            raise ConfigError(f"protocol.trials={list(self.cfg.trials)}: no trial {bad}; BLUFR has trials 1..{len(bench.units)}")
+            raise ConfigError(
+                f"protocol.trials={list(self.cfg.trials)}: no trial {bad}; BLUFR has trials 1..{len(bench.units)}"
+            )
         return [bench.units[t - 1] for t in self.cfg.trials]
 
     def train_people(self, bench: BlufrBenchmark, unit: BlufrTrial) -> list[str]:
@@ -334,7 +429,9 @@ class BlufrProtocol:
     def test_people(self, bench: BlufrBenchmark, unit: BlufrTrial) -> list[str]:
         return bench.people(unit.test)
 
-    def evaluate_unit(self, bench: BlufrBenchmark, unit: BlufrTrial, features: np.ndarray, verifier: Verifier) -> TrialOutcome:
+    def evaluate_unit(
+        self, bench: BlufrBenchmark, unit: BlufrTrial, features: np.ndarray, verifier: Verifier
+    ) -> TrialOutcome:
         """Fit on the trial's training set; VR over all test pairs, DIR over probes against the gallery."""
         labels = bench.faces.labels
         t0 = time.perf_counter()
@@ -348,10 +445,10 @@ class BlufrProtocol:
         tpr = accept_rates(genuine, thresholds)
         vr_at = int(np.argmin(np.abs(ROC_FARS - VR_FAR)))
         t2 = time.perf_counter()
-        zp, _ = _project(verifier, features[unit.probe])
-        zg, _ = _project(verifier, features[unit.gallery])
+        row = np.full(len(labels), -1)
+        row[unit.test] = np.arange(len(unit.test))  # gallery and probes are test images: reuse their projection
         dir_, dir_threshold, n_gen_probes, n_imp_probes = open_set_identification(
-            score(zp, zg), labels[unit.probe], labels[unit.gallery], DIR_FAR
+            score(z[row[unit.probe]], z[row[unit.gallery]]), labels[unit.probe], labels[unit.gallery], DIR_FAR
         )
         t3 = time.perf_counter()
         counts = {
@@ -366,7 +463,8 @@ class BlufrProtocol:
         }
         seconds = {"fit_seconds": round(t1 - t0, 3), "verification_seconds": round(t2 - t1, 3),
                    "identification_seconds": round(t3 - t2, 3)}
-        return TrialOutcome(unit.name, float(tpr[vr_at]), float(thresholds[vr_at]), dir_, dir_threshold, tpr, counts, seconds)
+        vr, vr_threshold = float(tpr[vr_at]), float(thresholds[vr_at])
+        return TrialOutcome(unit.name, vr, vr_threshold, dir_, dir_threshold, tpr, counts, seconds)
 
     def summarize(self, outcomes: list[TrialOutcome]) -> BlufrSummary:
         if not outcomes:

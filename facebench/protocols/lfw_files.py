@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _NUMBER = re.compile(r"[0-9]+")
+_MAX_DIGITS = 9
 
 
 class ProtocolFileError(ValueError):
@@ -103,10 +104,16 @@ class _Lines:
         return lineno, self.fields[lineno - 1]
 
     def count(self, token: str, lineno: int, what: str, minimum: int) -> int:
-        """A non-negative decimal integer field that must be at least ``minimum``."""
-        if not _NUMBER.fullmatch(token) or int(token) < minimum:
+        """A non-negative decimal integer field that must be at least ``minimum``.
+
+        At most ``_MAX_DIGITS`` digits: no LFW count comes close, and Python refuses to convert
+        integers of thousands of digits (a ValueError instead of this file's error).
+        """
+        if not _NUMBER.fullmatch(token) or len(token) > _MAX_DIGITS or int(token) < minimum:
+            limit = f" of at most {_MAX_DIGITS} digits" if len(token) > _MAX_DIGITS else ""
+            shown = token if len(token) <= 40 else f"{token[:40]}... ({len(token)} characters)"
             raise self.error(
-                lineno, f"{what} must be an integer >= {minimum}, got {token!r}",
+                lineno, f"{what} must be an integer >= {minimum}{limit}, got {shown!r}",
                 "Fix the field; LFW files hold plain decimal numbers only.",
             )
         return int(token)

@@ -14,7 +14,7 @@ from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
 from facebench.protocols.pairs import PairsProtocol
 
 #: Bump when the generator's output changes, so old cached renders are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass
