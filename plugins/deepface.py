@@ -7,8 +7,10 @@ so it is thrown away at test time like every classifier here.
 
 Two registered sizes:
 
-- ``deepface`` — CPU-sized: 64x56 RGB input, kernels 5/3/3/3/3, F7 of 512 units. Maps:
-  C1 60x52, M2 30x26, C3 28x24, L4 26x22, L5 12x10, L6 10x8.
+- ``deepface`` — CPU-sized: DeepID2's 55x47 RGB input (so the two see the same faces), kernels
+  5/3/3/3/3 (the paper's scaled down with the input), F7 of 512 units. Maps: C1 51x43,
+  M2 25x21, C3 23x19, L4 21x17, L5 10x8, L6 8x6; a training step costs about what DeepID2's
+  net costs.
 - ``deepface_paper`` — the paper's 152x152x3 input, kernels 11/9/9/7/5 and F7 of 4096 units.
   Maps: C1 142, M2 71, C3 63, L4 55, L5 25, L6 21 (the paper's Fig. 2 sizes; M2 rounds up,
   which is what gives 71 from 142), about 100M weights before the softmax.
@@ -47,8 +49,8 @@ class DeepFaceConfig:
 
     name: str = "deepface"
     channels: int = 3
-    height: int = 64
-    width: int = 56
+    height: int = 55
+    width: int = 47
     widths: list[int] = field(default_factory=lambda: [32, 16, 16, 16, 16])
     kernels: list[int] = field(default_factory=lambda: [5, 3, 3, 3, 3])
     feature_dim: int = 512

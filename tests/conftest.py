@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# One thread per process: the suite starts many subprocesses on 2 cores, and oversubscribed
+# BLAS/torch threads made a tiny PCA run take minutes instead of seconds.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -262,16 +262,16 @@ def test_deepface_paper_sizes_and_cpu_default_shapes() -> None:
     paper = deepface_shapes(152, 152, [11, 9, 9, 7, 5])
     assert paper == {"C1": (142, 142), "M2": (71, 71), "C3": (63, 63), "L4": (55, 55), "L5": (25, 25), "L6": (21, 21)}
     net = DeepFaceNet(DeepFaceConfig())
-    assert net.shapes["L6"] == (10, 8) and net.input_shape == (3, 64, 56)
-    out = net(torch.zeros(2, 3, 64, 56))
+    assert net.shapes["L6"] == (8, 6) and net.input_shape == (3, 55, 47)
+    out = net(torch.zeros(2, 3, 55, 47))
     assert out[FEATURE].shape == (2, 512) and net.feature_dim == 512
     grey = DeepFaceNet(DeepFaceConfig(channels=1, height=72, width=72, widths=[8, 8, 8, 8, 8], kernels=[11, 9, 9, 7, 5], feature_dim=32))
     assert grey.shapes["L6"] == (1, 1) and grey(torch.zeros(1, 1, 72, 72))[FEATURE].shape == (1, 32)
 
 
 def test_deepface_too_small_input_names_the_layer_and_the_minimum() -> None:
-    with pytest.raises(ConfigError, match=r"L6 map would be empty.*>= 72"):
-        DeepFaceNet(DeepFaceConfig(height=64, width=56, kernels=[11, 9, 9, 7, 5]))
+    with pytest.raises(ConfigError, match=r"L5 map would be empty.*>= 72"):
+        DeepFaceNet(DeepFaceConfig(kernels=[11, 9, 9, 7, 5]))
     with pytest.raises(ConfigError, match="C1 map would be empty"):
         deepface_shapes(4, 40, [5, 3, 3, 3, 3])
 
