@@ -22,7 +22,7 @@ def build_deepid2_net(cfg: DeepIDNetConfig, ctx: BuildContext) -> DeepIDNet:
 
 
 def build_joint_bayesian(cfg: JointBayesianConfig, ctx: BuildContext) -> JointBayesianVerifier:
-    return JointBayesianVerifier(cfg.pca_dim, cfg.pca_whiten, cfg.max_iter, cfg.tol, cfg.ridge)
+    return JointBayesianVerifier(cfg.pca_dim, cfg.pca_whiten, cfg.em, cfg.max_iter, cfg.tol, cfg.ridge)
 
 
 def build_ensemble_verifier(cfg: EnsembleVerifierConfig, ctx: BuildContext) -> PatchEnsembleVerifier:

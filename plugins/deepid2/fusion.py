@@ -133,7 +133,7 @@ class PatchEnsembleVerifier(Verifier):
 
     def _jb(self) -> JointBayesianVerifier:
         c = self.cfg
-        return JointBayesianVerifier(c.pca_dim, c.pca_whiten, c.max_iter, c.tol, c.ridge)
+        return JointBayesianVerifier(c.pca_dim, c.pca_whiten, c.em, c.max_iter, c.tol, c.ridge)
 
     def _columns(self, dim: int) -> list[np.ndarray]:
         columns = patch_columns(dim, self.cfg.block_dim, self.cfg.features_flip == "concat")
