@@ -335,8 +335,10 @@ def to_markdown(shown: pd.DataFrame, skipped: list[Skipped], root: Path) -> str:
 
 
 def to_html(shown: pd.DataFrame, skipped: list[Skipped], root: Path, roc_png: Optional[str]) -> str:
-    """A static page; every string from a record, config or file name goes through html.escape."""
-    table = shown.map(lambda v: html.escape(str(v))).to_html(index=False, escape=False, border=0)
+    """A static page; every string from a record, config or file name (cells and column headers,
+    which carry the baseline's method name) goes through html.escape."""
+    escaped = shown.map(lambda v: html.escape(str(v))).rename(columns=lambda c: html.escape(str(c)))
+    table = escaped.to_html(index=False, escape=False, border=0)
     skips = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in skipped)
     image = f'<h2>ROC curves (mean over runs)</h2><img src="{roc_png}" alt="ROC curves">' if roc_png else ""
     return f"""<!doctype html>

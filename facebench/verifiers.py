@@ -8,9 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import logging
+
 import numpy as np
 
 from facebench.components import Verifier
+
+log = logging.getLogger(__name__)
+
+# A principal component whose variance is below this fraction of the first one's is numerical
+# zero (float32 features: relative singular values near 1e-7 are round-off, 1e-5 is signal).
+NULL_VARIANCE_RATIO = 1e-10
 
 
 @dataclass
@@ -18,7 +26,10 @@ class VerifierConfig:
     """Fields every verifier understands.
 
     pca_dim: project features onto this many principal components fitted on the training
-      features (None: no PCA). Capped at the number of training samples minus one.
+      features (None: no PCA). Capped at the number of training samples minus one, and at the
+      number of components with non-zero variance: directions the training features do not
+      span (dead ReLU units make them) carry nothing and would make covariance-based verifiers
+      such as Joint Bayesian singular.
     pca_whiten: scale components to unit variance (off by default, as in the DeepID2 paper's
       "PCA to 180 dims" which does not mention whitening).
     """
@@ -53,9 +64,14 @@ class ProjectedVerifier(Verifier):
 
             dim = int(min(self.pca_dim, features.shape[1], max(1, features.shape[0] - 1)))
             pca = PCA(n_components=dim, svd_solver="auto", random_state=0).fit(features)
+            variance = pca.explained_variance_
+            keep = int(np.count_nonzero(variance > variance[0] * NULL_VARIANCE_RATIO)) or 1
+            if keep < dim:
+                log.info("PCA: %d of the %d requested components carry variance (the features span only %d "
+                         "directions, e.g. dead ReLU units); keeping %d", keep, dim, keep, keep)
             self._mean = pca.mean_
-            self._components = pca.components_
-            self._scale = np.sqrt(pca.explained_variance_) if self.pca_whiten else None
+            self._components = pca.components_[:keep]
+            self._scale = np.sqrt(variance[:keep]) if self.pca_whiten else None
         self.fit_projected(self.project(features), np.asarray(labels))
         return self
 

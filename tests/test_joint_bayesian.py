@@ -105,7 +105,7 @@ def _pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
 def test_matches_independent_per_person_em(em):
     x, labels = _model_data(0)
     ref = _reference_em(x, labels, n_iter=15, em=em)
-    model = fit_joint_bayesian(x, labels, max_iter=15, tol=0.0, em=em)
+    model = fit_joint_bayesian(x, labels, max_iter=15, tol=0.0, em=em, accelerate=False)
     assert model.iterations == 15 and not model.converged
     for key in ("mean", "S_mu", "S_eps", "A", "G"):
         assert _rel(getattr(model, key), ref[key]) < 1e-6, key
@@ -120,7 +120,7 @@ def test_posterior_em_does_not_decay_where_point_em_does():
     i, j, same = _pairs(labels_test, np.random.default_rng(1))
 
     def auc(iterations: int, em: str) -> float:
-        model = fit_joint_bayesian(x, labels, max_iter=iterations, tol=0.0, em=em)
+        model = fit_joint_bayesian(x, labels, max_iter=iterations, tol=0.0, em=em, accelerate=False)
         return roc_auc_score(same, model.score(x_test[i], x_test[j]))
 
     assert auc(100, "point") < auc(2, "point") - 0.02
@@ -130,11 +130,21 @@ def test_posterior_em_does_not_decay_where_point_em_does():
 
 def test_converges_on_model_data():
     x, labels = _model_data(1)
-    model = fit_joint_bayesian(x, labels)
+    model = fit_joint_bayesian(x, labels, accelerate=False)
     assert model.converged and model.iterations < 100
     # Converged means one more EM step changes S_eps by less than the tolerance (1e-4).
-    again = fit_joint_bayesian(x, labels, max_iter=model.iterations + 1, tol=0.0)
+    again = fit_joint_bayesian(x, labels, max_iter=model.iterations + 1, tol=0.0, accelerate=False)
     assert _rel(again.S_eps, model.S_eps) < 1e-4
+
+
+def test_acceleration_reaches_the_same_fit_in_fewer_steps():
+    x, labels = _model_data(15, n_people=200, counts=(2, 4))
+    plain = fit_joint_bayesian(x, labels, max_iter=3000, tol=1e-9, accelerate=False)
+    fast = fit_joint_bayesian(x, labels, max_iter=3000, tol=1e-9)
+    assert plain.converged and fast.converged
+    assert fast.iterations < plain.iterations / 2, (fast.iterations, plain.iterations)
+    for key in ("S_mu", "S_eps", "A", "G"):
+        assert _rel(getattr(fast, key), getattr(plain, key)) < 1e-5, key
 
 
 def test_scores_are_the_log_likelihood_ratio_formula():
@@ -229,7 +239,8 @@ def test_pca_in_front_through_projected_verifier():
 def test_config_fields_are_the_verifier_parameters():
     config = JointBayesianConfig(pca_dim=7, ridge=1e-3)
     verifier = JointBayesianVerifier(**{f.name: getattr(config, f.name) for f in fields(config) if f.name != "name"})
-    assert (verifier.pca_dim, verifier.ridge, verifier.max_iter, verifier.tol, verifier.em) == (7, 1e-3, 100, 1e-4, "posterior")
+    assert (verifier.pca_dim, verifier.ridge, verifier.max_iter, verifier.tol, verifier.em, verifier.accelerate) == (
+        7, 1e-3, 100, 1e-4, "posterior", True)
     assert config.name == "joint_bayesian"
 
 
@@ -244,6 +255,16 @@ def test_naive_benchmark_baseline_gives_the_same_model(em):
 
     x, labels = _model_data(11)
     naive = naive_joint_bayesian_fit(x, labels, n_iter=8, em=em)
-    model = fit_joint_bayesian(x, labels, max_iter=8, tol=0.0, em=em)
+    model = fit_joint_bayesian(x, labels, max_iter=8, tol=0.0, em=em, accelerate=False)
     for key in ("mean", "S_mu", "S_eps", "A", "G"):
         assert _rel(getattr(model, key), getattr(naive, key)) < 1e-6, key
+
+
+def test_pca_drops_directions_the_features_do_not_span():
+    """Dead ReLU units give constant feature dimensions; a PCA asked for more components than
+    the features span keeps only the spanned ones, so Joint Bayesian stays defined."""
+    x, labels = _model_data(14)
+    x = np.hstack([x, np.zeros((len(x), 5))])  # 15 dims, 10 spanned
+    verifier = JointBayesianVerifier(pca_dim=15).fit(x, labels)
+    assert verifier.model.A.shape == (10, 10)
+    assert np.isfinite(verifier.score_matrix(x[:5], x[5:10])).all()

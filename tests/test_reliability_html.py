@@ -92,12 +92,6 @@ def test_the_check_finds_markup() -> None:
     assert injected(f"<p>{SCRIPT}</p><p>{IMG}</p>") == ["script", "img onerror", "img src=x"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="leaderboard.to_html passes escape=False to DataFrame.to_html and escapes cells only, so the column "
-    "header 'Δ vs <baseline>' carries the --baseline method name (a method name from a record) unescaped; "
-    "facebench/leaderboard.py is not this test's module to fix",
-)
 def test_a_baseline_named_like_markup_is_escaped_in_the_header(hostile_root: Path) -> None:
     assert lb.main(["--root", str(hostile_root), "--baseline", SCRIPT]) == 0
     assert injected((hostile_root / "leaderboard" / "index.html").read_text()) == []

@@ -22,7 +22,10 @@ def build_deepid2_net(cfg: DeepIDNetConfig, ctx: BuildContext) -> DeepIDNet:
 
 
 def build_joint_bayesian(cfg: JointBayesianConfig, ctx: BuildContext) -> JointBayesianVerifier:
-    return JointBayesianVerifier(cfg.pca_dim, cfg.pca_whiten, cfg.em, cfg.max_iter, cfg.tol, cfg.ridge)
+    return JointBayesianVerifier(
+        pca_dim=cfg.pca_dim, pca_whiten=cfg.pca_whiten, em=cfg.em, max_iter=cfg.max_iter, tol=cfg.tol,
+        accelerate=cfg.accelerate, ridge=cfg.ridge,
+    )
 
 
 def build_ensemble_verifier(cfg: EnsembleVerifierConfig, ctx: BuildContext) -> PatchEnsembleVerifier:

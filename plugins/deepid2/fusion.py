@@ -133,7 +133,10 @@ class PatchEnsembleVerifier(Verifier):
 
     def _jb(self) -> JointBayesianVerifier:
         c = self.cfg
-        return JointBayesianVerifier(c.pca_dim, c.pca_whiten, c.em, c.max_iter, c.tol, c.ridge)
+        return JointBayesianVerifier(
+            pca_dim=c.pca_dim, pca_whiten=c.pca_whiten, em=c.em, max_iter=c.max_iter, tol=c.tol,
+            accelerate=c.accelerate, ridge=c.ridge,
+        )
 
     def _columns(self, dim: int) -> list[np.ndarray]:
         columns = patch_columns(dim, self.cfg.block_dim, self.cfg.features_flip == "concat")
