@@ -111,6 +111,13 @@ class FaceData:
         if len(self.labels) != len(self.images) or len(self.keys) != len(self.images):
             raise ValueError("FaceData: images, labels and keys differ in length")
 
+    def with_min_images(self, min_images: int) -> "FaceData":
+        """The identities that have at least ``min_images`` images (all of them for 1)."""
+        if min_images <= 1:
+            return self
+        counts = np.bincount(self.labels, minlength=len(self.names))
+        return self.subset(np.flatnonzero(counts[self.labels] >= min_images))
+
     def subset(self, index: np.ndarray) -> "FaceData":
         """The images at ``index``, relabelled 0..k-1 over the identities that remain."""
         index = np.asarray(index)

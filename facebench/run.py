@@ -166,6 +166,17 @@ def plan_run(cfg: DictConfig) -> Plan:
     return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit)
 
 
+def _training_identities(faces: FaceData, cfg: DictConfig, where: str) -> FaceData:
+    """``faces`` less the identities under ``trainer.min_images_per_identity``."""
+    kept = faces.with_min_images(int(cfg.trainer.min_images_per_identity))
+    if len(kept.names) < 2:
+        raise ConfigError(
+            f"trainer.min_images_per_identity={cfg.trainer.min_images_per_identity} leaves {len(kept.names)} "
+            f"training identities in {where}: lower it"
+        )
+    return kept
+
+
 def _train_unit(
     cfg: DictConfig, plan: Plan, faces: FaceData, unit_name: str, checkpoint_dir: Path
 ) -> tuple[Any, Any, TrainStats]:
@@ -273,7 +284,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     shared_features: Optional[np.ndarray] = None
     outside_faces: Optional[FaceData] = None
     if not plan.per_unit_training:
-        outside_faces = plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image)
+        outside_faces = _training_identities(plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image), cfg, "data")
         record["training_data"] = {
             "name": cfg.data.name,
             "images": len(outside_faces.images),
@@ -290,6 +301,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
             audits.append(
                 audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
             )
+            faces = _training_identities(faces, cfg, unit.name)
         else:
             faces = outside_faces
         t = time.perf_counter()

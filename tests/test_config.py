@@ -55,3 +55,20 @@ def test_bad_regime_and_flip_are_config_errors() -> None:
         plan_run(compose(["features.flip=both"]))
     with pytest.raises(ConfigError, match="regime=unrestricted_no_outside"):
         plan_run(compose(["regime=unrestricted_no_outside"]))
+
+
+def test_min_images_per_identity_drops_identities_with_fewer_images():
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from facebench.components import FaceData
+    from facebench.run import _training_identities
+
+    faces = FaceData(np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1), np.array([0, 0, 1, 2, 2, 2]), ["a", "b", "c"],
+                     [f"k{i}" for i in range(6)])
+    kept = faces.with_min_images(2)
+    assert kept.names == ["a", "c"] and kept.labels.tolist() == [0, 0, 1, 1, 1]
+    assert kept.images.ravel().tolist() == [0, 1, 3, 4, 5]
+    assert faces.with_min_images(1) is faces
+    with pytest.raises(ConfigError, match="trainer.min_images_per_identity=3 leaves 1"):
+        _training_identities(faces, OmegaConf.create({"trainer": {"min_images_per_identity": 3}}), "fold1")
