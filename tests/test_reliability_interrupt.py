@@ -35,6 +35,21 @@ STEPS = 24
 RUN = [*TINY, f"trainer.steps={STEPS}", "trainer.batch_size=8", "trainer.checkpoint_every=1", "trainer.log_every=1", "device=cpu"]
 
 
+@pytest.fixture(autouse=True)
+def interactive_sigint() -> Iterator[None]:
+    """Ctrl-C as in a terminal. A job started in the background by a non-interactive shell (or
+    under nohup) inherits SIGINT ignored, and the trainer rightly leaves an ignored SIGINT
+    alone; these tests are about the interactive case, so they set Python's default handler."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _default_sigint() -> None:
+    """In the CLI child before exec: SIGINT at its default, so Python installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
     """One intra-op thread for the whole module: results depend on the thread count (reductions
@@ -134,7 +149,7 @@ def cli(results: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "facebench", "+method=deepid", *RUN, f"results_root={results}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint,
     )
 
 

@@ -60,7 +60,7 @@ class EnsembleVerifierConfig(VerifierConfig):
     holdout: share of the training people (with 2+ images) held out to score sets and train
       the SVM. pairs: same pairs, and as many different pairs, drawn among them.
     seed: for the people split and the pair draw.
-    max_iter, tol, ridge: Joint Bayesian EM settings (plugins/deepid2/joint_bayesian.py).
+    em, max_iter, tol, accelerate, ridge: Joint Bayesian EM settings (plugins/deepid2/joint_bayesian.py).
     """
 
     name: str = "deepid2_ensemble"
@@ -72,8 +72,10 @@ class EnsembleVerifierConfig(VerifierConfig):
     holdout: float = 0.3
     pairs: int = 3000
     seed: int = 0
+    em: str = "posterior"
     max_iter: int = 100
-    tol: float = 1e-6
+    tol: float = 1e-4
+    accelerate: bool = True
     ridge: float = 0.0
 
 
