@@ -29,6 +29,7 @@ import html
 import json
 import math
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class Run:
     unit_values: dict[str, float]
     partial: bool
     roc: Optional[tuple[np.ndarray, np.ndarray]]
+    machine: str = "unknown machine"
 
 
 @dataclass
@@ -140,7 +142,16 @@ def load_run(path: Path) -> Run:
         unit_values={u: float(rows[u]) for u in units},
         partial=rec["status"] == "partial",
         roc=curve,
+        machine=_machine(rec),
     )
+
+
+def _machine(rec: dict[str, Any]) -> str:
+    """Where a record was made, as its environment block says (device, OS, CPUs, torch)."""
+    env = rec.get("environment") if isinstance(rec.get("environment"), dict) else {}
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    return (f"device {rec.get('device', '?')}, {env.get('platform', '?')}, {env.get('cpu_count', '?')} CPUs, "
+            f"torch {packages.get('torch', '?')}")
 
 
 def collect(root: Path, exclude: Optional[Path] = None) -> tuple[list[Run], list[Skipped]]:
@@ -311,8 +322,11 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def to_markdown(shown: pd.DataFrame, skipped: list[Skipped], root: Path) -> str:
-    """A GitHub table; cells are HTML-escaped too, since markdown renders inline HTML."""
+def to_markdown(
+    shown: pd.DataFrame, skipped: list[Skipped], root: Path, command: Optional[str] = None, machines: tuple[str, ...] = ()
+) -> str:
+    """A GitHub table; cells are HTML-escaped too, since markdown renders inline HTML. ``command``
+    and ``machines`` say how the page and the runs behind it were made."""
 
     def cell(text: Any) -> str:
         return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
@@ -324,6 +338,12 @@ def to_markdown(shown: pd.DataFrame, skipped: list[Skipped], root: Path) -> str:
         "t distribution with n-1 degrees of freedom; paired tests over units with per-unit values "
         "averaged over seeds.",
         "",
+    ]
+    if command:
+        lines += [f"Made by `{cell(command)}`.", ""]
+    if machines:
+        lines += ["Runs made on: " + "; ".join(cell(m) for m in machines) + ".", ""]
+    lines += [
         "| " + " | ".join(cell(c) for c in shown.columns) + " |",
         "|" + "---|" * len(shown.columns),
         *("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)),
@@ -390,12 +410,18 @@ def save_roc_overlay(path: Path, runs: list[Run]) -> bool:
 
 
 def write_outputs(
-    runs: list[Run], skipped: list[Skipped], table: pd.DataFrame, root: Path, out: Path, markdown: Optional[Path]
+    runs: list[Run],
+    skipped: list[Skipped],
+    table: pd.DataFrame,
+    root: Path,
+    out: Path,
+    markdown: Optional[Path],
+    command: Optional[str] = None,
 ) -> str:
     """leaderboard.csv, leaderboard.md, index.html and roc.png under ``out`` (and the markdown
     also at ``markdown``), each written atomically. Returns the markdown."""
     shown = display_table(table)
-    text = to_markdown(shown, skipped, root)
+    text = to_markdown(shown, skipped, root, command, tuple(sorted({r.machine for r in runs})))
     write_text(out / "leaderboard.csv", table.to_csv(index=False))
     write_text(out / "leaderboard.md", text)
     if markdown:
@@ -468,7 +494,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.baseline and args.baseline not in methods:
         parser.error(f"--baseline {args.baseline}: no counted run of that method; methods: {', '.join(methods) or 'none'}")
     table = leaderboard(runs, args.baseline)
-    markdown = write_outputs(runs, skipped, table, args.root, out, args.markdown)
+    command = shlex.join(["python", "-m", "facebench.leaderboard", *(sys.argv[1:] if argv is None else argv)])
+    markdown = write_outputs(runs, skipped, table, args.root, out, args.markdown, command)
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 60):
         print(display_table(table).to_string(index=False) if len(table) else "no counted runs")
     for s in skipped:

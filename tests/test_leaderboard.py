@@ -123,6 +123,8 @@ def test_cli_writes_escaped_html_markdown_and_csv(root: Path, tmp_path: Path, ca
     text = md.read_text()
     assert text == (out / "leaderboard.md").read_text()
     assert XSS not in text and "n=1, no CI" in text and "paired t-test" in text and "Wilcoxon signed-rank" in text
+    assert f"Made by `python -m facebench.leaderboard --root {root} --baseline A --markdown {md}`" in text
+    assert "Runs made on: device ?" in text  # the hand-made records name no machine, and the page says so
     csv = pd.read_csv(out / "leaderboard.csv")
     assert set(csv["method"]) == {"A", "B", XSS} and len(csv) == 4
     printed = capsys.readouterr().out
