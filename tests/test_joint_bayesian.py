@@ -268,3 +268,15 @@ def test_pca_drops_directions_the_features_do_not_span():
     verifier = JointBayesianVerifier(pca_dim=15).fit(x, labels)
     assert verifier.model.A.shape == (10, 10)
     assert np.isfinite(verifier.score_matrix(x[:5], x[5:10])).all()
+
+
+def test_configured_verifier_survives_collinear_within_person_directions():
+    """Collinear units (within-person rank below the dimension although every PCA component
+    has variance) fail the unregularised fit; the configured default ridge keeps a run alive."""
+    x, labels = _model_data(16)
+    x[:, 3] = x[:, 2] + np.arange(labels.max() + 1)[labels]  # differs from dim 2 by a per-person constant
+    with pytest.raises(ValueError, match="ridge"):
+        fit_joint_bayesian(x, labels)
+    config = JointBayesianConfig(pca_dim=x.shape[1])
+    verifier = JointBayesianVerifier(**{f.name: getattr(config, f.name) for f in fields(config) if f.name != "name"})
+    assert np.isfinite(verifier.fit(x, labels).score_matrix(x[:5], x[5:10])).all()

@@ -76,7 +76,7 @@ class EnsembleVerifierConfig(VerifierConfig):
     max_iter: int = 100
     tol: float = 1e-4
     accelerate: bool = True
-    ridge: float = 0.0
+    ridge: float = 1e-3
 
 
 def patch_columns(dim: int, block_dim: int, flip_concat: bool) -> list[np.ndarray]:
