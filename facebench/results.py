@@ -64,13 +64,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def environment() -> dict[str, Any]:
-    versions = {}
-    for pkg in PACKAGES:
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, Optional[str]]:
+    """Installed version of each package (None where it is not installed)."""
+    versions: dict[str, Optional[str]] = {}
+    for pkg in packages:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    versions = package_versions()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

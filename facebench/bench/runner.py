@@ -15,7 +15,6 @@ import platform
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,6 +27,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from facebench.bench.report import SCHEMA, Row, format_table, write_record
 from facebench.bench.timing import watch_load
+from facebench.results import package_versions
 
 PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pillow")
 
@@ -71,12 +71,7 @@ def cpu_model() -> str:
 
 
 def hardware(ctx: BenchContext, torch_default_threads: int, thread_env: dict[str, str]) -> dict[str, Any]:
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions(PACKAGES)
     blas = [
         {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "filepath")}
         for lib in threadpool_info()
