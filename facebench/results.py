@@ -47,13 +47,15 @@ def new_run_dir(results_root: str | Path, method: str) -> Path:
     return path
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays converted, non-finite floats (which JSON
+    cannot hold) as null."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     if isinstance(value, (np.floating, float)):
         f = float(value)
         return f if math.isfinite(f) else None
@@ -111,7 +113,7 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
         raise ValueError(f"record status must be one of {STATUSES}")
     record = {"schema_version": SCHEMA_VERSION, **record}
     path = run_dir / RECORD_FILE
-    write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(json_safe(record), indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from facebench.bench.timing import Load, Stats
 from facebench.data.cache import atomic_write_bytes
+from facebench.results import json_safe
 
 SCHEMA = "facebench.bench/1"
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
@@ -161,16 +162,5 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
     """Write ``record`` atomically as ``bench-<UTC timestamp>.json`` under ``out_dir``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = out_dir / f"bench-{stamp}.json"
-    atomic_write_bytes(path, lambda fh: fh.write(json.dumps(_json_safe(record), indent=2).encode()))
+    atomic_write_bytes(path, lambda fh: fh.write(json.dumps(json_safe(record), indent=2).encode()))
     return path
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN or Infinity: non-finite floats become null."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
