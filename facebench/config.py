@@ -41,6 +41,9 @@ class TrainerConfig:
       of nine folds (the "about 1,500 identities, about 5 images each" of a typical LFW
       training fold). The verifier is still fitted on every training image.
     flip_augment: random horizontal flips of training images.
+    shift_augment: random translation of each training image by up to this many pixels in each
+      direction (edges replicated). 0 (off) by default: the DeepID papers train on fixed crops
+      and flips; on by choice it is a documented deviation (a variant's preset says so).
     checkpoint_every: steps between checkpoints (0: once per epoch over the training images).
     resume: continue from the last checkpoint of the same configuration, if any.
     max_seconds: stop training early after this many seconds (None: no limit); recorded.
@@ -58,6 +61,7 @@ class TrainerConfig:
     pk_images: int = 4
     min_images_per_identity: int = 1
     flip_augment: bool = True
+    shift_augment: int = 0
     grad_clip: Optional[float] = None
     checkpoint_every: int = 0
     resume: bool = False

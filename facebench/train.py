@@ -24,7 +24,7 @@ from facebench import distributed
 from facebench.components import Backbone, FaceData, Loss
 from facebench.config import ConfigError, TrainerConfig
 from facebench.data.cache import atomic_write_bytes
-from facebench.data.transforms import to_float_tensor
+from facebench.data.transforms import shift_images, to_float_tensor
 from facebench.errors import FacebenchError
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def pk_batch(labels: np.ndarray, p: int, k: int, rng: np.random.Generator, by_la
 
 
 class BatchPlan:
-    """Which images and flips make up step s: a pure function of (seed, step)."""
+    """Which images, flips and shifts make up step s: a pure function of (seed, step)."""
 
     def __init__(self, labels: np.ndarray, cfg: TrainerConfig, batch_kind: str, seed: int) -> None:
         self.labels = labels
@@ -102,7 +102,9 @@ class BatchPlan:
             order = np.random.default_rng([self.seed, 2, epoch]).permutation(len(self.labels))
             idx = order[pos * self.batch : (pos + 1) * self.batch]
         flips = rng.random(len(idx)) < 0.5 if self.cfg.flip_augment else np.zeros(len(idx), dtype=bool)
-        return idx, flips
+        reach = self.cfg.shift_augment
+        shifts = rng.integers(-reach, reach + 1, size=(len(idx), 2)) if reach > 0 else None
+        return idx, flips, shifts
 
 
 def lr_factor(step: int, cfg: TrainerConfig) -> float:
@@ -277,11 +279,13 @@ def train(
     with _StopSignal() as stop:
         try:
             for step in range(start, cfg.steps):
-                idx, flips = plan.indices(step)
+                idx, flips, shifts = plan.indices(step)
                 batch_images = len(idx)
                 part = distributed.local_part(batch_images, block)
                 idx, flips = idx[part], flips[part]
                 x = images[idx]
+                if shifts is not None:
+                    x = shift_images(x, shifts[part])
                 if flips.any():
                     f = torch.from_numpy(flips)
                     x[f] = x[f].flip(-1)

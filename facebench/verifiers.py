@@ -123,7 +123,9 @@ class CosineVerifier(ProjectedVerifier):
     """Cosine similarity of (optionally PCA-projected) features."""
 
     def score_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", _unit(a), _unit(b))
+        # a.b / (|a| |b|) from three row-wise dot products: no normalised copies of a and b.
+        norms = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
+        return np.einsum("ij,ij->i", a, b) / np.maximum(norms, 1e-24)
 
     def score_matrix_projected(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _unit(a) @ _unit(b).T

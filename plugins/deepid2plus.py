@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.hookspecs import hookimpl
 from facebench_plugins.deepid_net import DeepIDNet, DeepIDNetConfig
-from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, MarginConfig
+from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, JointSignalConfig, MarginConfig
 
 SIDES = ("stage1", "stage2", "stage3")
 
@@ -72,23 +72,15 @@ class DeepID2PlusNet(DeepIDNet):
 
 
 @dataclass
-class DeepID2PlusLossConfig:
-    """DeepID2's joint signal on the top feature and on each side output.
+class DeepID2PlusLossConfig(JointSignalConfig):
+    """DeepID2's joint signal (fields of JointSignalConfig, plugins/deepid2/loss.py) on the top
+    feature and on each side output.
 
-    lambda_, id_weight, verification, pairs, margin, cosine_scale, cosine_bias: as loss
-      ``deepid2`` (plugins/deepid2/loss.py), for every supervised output.
     side_dim: the side outputs' size (the backbone's side_dim; 512 in the paper).
     side_weight: factor on each side output's loss (the paper gives none: 1).
     """
 
     name: str = "deepid2plus"
-    lambda_: float = 0.05
-    id_weight: float = 1.0
-    verification: str = "l2"
-    pairs: str = "balanced"
-    margin: MarginConfig = field(default_factory=MarginConfig)
-    cosine_scale: float = 10.0
-    cosine_bias: float = -5.0
     side_dim: int = 512
     side_weight: float = 1.0
 
@@ -100,16 +92,9 @@ class DeepID2PlusLoss(Loss):
 
     def __init__(self, feature_dim: int, num_classes: int, cfg: DeepID2PlusLossConfig) -> None:
         super().__init__()
-        margin = MarginConfig(cfg.margin.mode, cfg.margin.initial, cfg.margin.every)
-        signal = DeepID2LossConfig(
-            lambda_=cfg.lambda_,
-            id_weight=cfg.id_weight,
-            verification=cfg.verification,
-            pairs=cfg.pairs,
-            margin=margin,
-            cosine_scale=cfg.cosine_scale,
-            cosine_bias=cfg.cosine_bias,
-        )
+        shared = {f.name: getattr(cfg, f.name) for f in fields(JointSignalConfig)}
+        shared["margin"] = MarginConfig(cfg.margin.mode, cfg.margin.initial, cfg.margin.every)
+        signal = DeepID2LossConfig(**shared)
         self.side_weight = cfg.side_weight
         self.signals = nn.ModuleDict({"top": DeepID2Loss(feature_dim, num_classes, signal)})
         for side in SIDES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 # One thread per process: the suite starts many subprocesses on 2 cores, and oversubscribed
 # BLAS/torch threads made a tiny PCA run take minutes instead of seconds.
@@ -11,6 +12,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +50,13 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["FACEBENCH_RESULTS"] = str(tmp_path_factory.mktemp("results"))
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ["FACEBENCH_OFFLINE"] = "1"  # no test may ever start a download
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """torch and BLAS on one thread for a module's in-process runs (use with ``pytestmark``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

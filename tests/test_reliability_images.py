@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from threadpoolctl import threadpool_limits
 
 from conftest import TINY
 from fake_lfw import make_lfw
@@ -26,13 +23,7 @@ from facebench.run import execute
 PIXELS = ["+method=pixels", *(o for o in TINY if not o.startswith("data.")), "device=cpu", "verifier.pca_dim=null"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image(path: Path, seed: int) -> None:

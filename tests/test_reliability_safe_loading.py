@@ -15,13 +15,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from threadpoolctl import threadpool_limits
 
 from conftest import REPO, TINY
 from facebench.components import BuildContext
@@ -44,13 +42,7 @@ class Payload:
         return (open, (str(self.marker), "w"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- checkpoints ---------------------------------------------------------------------------

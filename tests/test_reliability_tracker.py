@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from conftest import TINY
 from facebench.config import compose
@@ -24,13 +22,7 @@ from facebench.tracking import Tracker
 PIXELS = ["+method=pixels", *TINY, "device=cpu", "verifier.pca_dim=null"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def complete_record(run_dir: Path) -> dict:

@@ -30,3 +30,17 @@ def to_shape(images: np.ndarray, shape: tuple[int, int, int], chunk: int = 4096)
 def to_float_tensor(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, C) or (N, C, H, W)-permuted batch -> float in [-1, 1]."""
     return images.float().mul_(1.0 / 127.5).sub_(1.0)
+
+
+def shift_images(images: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
+    """Translate every (C, H, W) image of a batch by its own (dy, dx), replicating edge pixels.
+
+    One gather for the whole batch: output pixel (i, j) of image n is input pixel
+    (clip(i - dy_n), clip(j - dx_n)).
+    """
+    n, _, h, w = images.shape
+    offsets = torch.from_numpy(np.asarray(shifts, dtype=np.int64))
+    rows = (torch.arange(h)[None, :] - offsets[:, :1]).clamp_(0, h - 1)
+    cols = (torch.arange(w)[None, :] - offsets[:, 1:]).clamp_(0, w - 1)
+    batch = torch.arange(n)[:, None, None]
+    return images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()

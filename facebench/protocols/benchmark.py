@@ -6,6 +6,7 @@ evaluator (fit on training folds, exact threshold, accuracy on the test fold) se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -57,7 +58,10 @@ class PairsBenchmark:
     def image_index_of(self, people: list[str]) -> np.ndarray:
         """Indices of every image of the named people."""
         wanted = np.zeros(len(self.faces.names), dtype=bool)
-        pos = {n: i for i, n in enumerate(self.faces.names)}
-        for p in people:
-            wanted[pos[p]] = True
+        wanted[[self._position[p] for p in people]] = True
         return np.flatnonzero(wanted[self.faces.labels])
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        """Label of each person's name (built once: protocols ask for every fold's people)."""
+        return {n: i for i, n in enumerate(self.faces.names)}

@@ -4,7 +4,7 @@ BLUFR scores every test image against every other one (about 157,000 genuine and
 impostor pairs per trial) and reads the ROC at FAR = 0.1%, where only about 47,000 impostor
 pairs may be accepted; a pair-list evaluator would build 47 million Python tuples. Here the
 scores come a block of rows at a time from ``score_matrix``, the upper triangle (i < j, so no
-self-pairs and each pair once) is split into genuine and impostor scores with boolean masks,
+self-pairs and each pair once) is split into genuine and impostor scores by row slices,
 and thresholds are order statistics of the impostor scores, read from one in-place float32
 sort: no Python loop over pairs.
 
@@ -40,14 +40,18 @@ def all_pair_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) float32 scores of every unordered pair i < j of ``features``.
 
-    Rows are scored in blocks against the columns from the block's first row on, so the
-    lower triangle is never computed; the output arrays are allocated once at their exact
-    sizes (known from the label counts).
+    The images are first ordered by label (the set of pairs does not change), so that in row i
+    the columns j > i are one run of genuine pairs, up to the end of i's person, followed by
+    one run of impostor pairs: each row's two runs are copied as slices, with no pair masks.
+    Rows are scored in blocks against the columns from the block's first row on, so the lower
+    triangle is never computed; the output arrays are allocated once at their exact sizes.
     """
-    labels = np.asarray(labels)
+    order = np.argsort(np.asarray(labels), kind="stable")
+    labels = np.asarray(labels)[order]
+    features = features[order]
     n = len(labels)
-    _, counts = np.unique(labels, return_counts=True)
-    n_genuine = int((counts * (counts - 1) // 2).sum())
+    person_end = np.searchsorted(labels, labels, side="right")
+    n_genuine = int((person_end - np.arange(n) - 1).sum())
     n_impostor = n * (n - 1) // 2 - n_genuine
     genuine = np.empty(n_genuine, dtype=np.float32)
     impostor = np.empty(n_impostor, dtype=np.float32)
@@ -57,14 +61,14 @@ def all_pair_scores(
         rows = max(1, block_elements // (n - start))
         stop = min(n, start + rows)
         block = np.asarray(score(features[start:stop], features[start:]))
-        _check_finite(block)
-        upper = np.arange(n - start)[None, :] > np.arange(stop - start)[:, None]
-        same = labels[start:stop, None] == labels[None, start:]
-        gen = block[upper & same]
-        imp = block[upper & ~same]
-        genuine[g : g + len(gen)] = gen
-        impostor[i : i + len(imp)] = imp
-        g, i, start = g + len(gen), i + len(imp), stop
+        for row in range(stop - start):
+            first, end = start + row + 1, person_end[start + row]
+            genuine[g : g + end - first] = block[row, first - start : end - start]
+            impostor[i : i + n - end] = block[row, end - start :]
+            g, i = g + end - first, i + n - end
+        start = stop
+    _check_finite(genuine)
+    _check_finite(impostor)
     return genuine, impostor
 
 

@@ -25,9 +25,10 @@ mu_hat = S_mu inv(m S_mu + S_eps) s and eps_hat_j = x_j - mu_hat. In the general
 eigenbasis of the pair (S_mu V = S_eps V L, V' S_eps V = I: one LAPACK call per iteration,
 which Cholesky-factors S_eps) every inv(m S_mu + S_eps) is V diag(1 / (1 + m l)) V', diagonal.
 The M-step covariances then follow from sufficient statistics, never from the per-image
-residuals: X'X once, and per iteration one product of the per-person sums with V and one Gram
-matrix per distinct image count, weighted elementwise by that count's diagonal (see
-``_em_step``). No Python loop runs over people or images, only over distinct image counts. The
+residuals: X'X once, and per iteration one product of the per-person sums with V, their
+shrunk copies (each person's row scaled by the diagonal of its image count) and one matrix
+product of the two over all people (see ``_em_step``). No Python loop runs over people, images
+or image counts. The
 same basis gives A and G in closed form, G = -V diag(l / (1 + 2l)) V' and
 A = -V diag(l^2 / ((1 + l)(1 + 2l))) V', free of the cancellation in inv(S_mu + S_eps) - F - G
 and exactly symmetric.
@@ -165,77 +166,72 @@ def _generalised_eigh(s_mu: np.ndarray, s_eps: np.ndarray, n_images: int, n_peop
         raise _singular_error(n_images, n_people, len(s_eps)) from err
 
 
-def _em_step(
-    s_mu: np.ndarray,
-    s_eps: np.ndarray,
-    sums: np.ndarray,
-    block_m: np.ndarray,
-    block_starts: np.ndarray,
-    scatter: np.ndarray,
-    total: np.ndarray,
-    n_images: int,
-    em: str,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """One EM iteration on sufficient statistics; returns the new (S_mu, S_eps) and the
-    log-likelihood of the given ones (up to a constant; see ``_log_likelihood``).
+@dataclass
+class _Statistics:
+    """What the EM reads of the (centred) training images, computed once per fit.
 
-    ``sums`` holds the per-person image sums s_p with people ordered by image count, block c
-    (rows from ``block_starts[c]``) having ``block_m[c]`` images each; ``scatter`` = X'X and
-    ``total`` = sum of the (centred) images.
+    sums: per-person image sums s_p (people ordered by image count); m: each person's image
+    count; counts, sizes: the distinct image counts and how many people have each;
+    scatter: X'X; total: the sum of the images; n_images.
+    """
+
+    sums: np.ndarray
+    m: np.ndarray
+    counts: np.ndarray
+    sizes: np.ndarray
+    scatter: np.ndarray
+    total: np.ndarray
+    n_images: int
+
+    @property
+    def n_people(self) -> int:
+        return len(self.sums)
+
+
+def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """One EM iteration on sufficient statistics; returns the new (S_mu, S_eps) and the
+    log-likelihood of the given ones (up to a constant; see the comment at ``loglik``).
 
     In the generalised eigenbasis (S_mu V = S_eps V diag(l), V' S_eps V = I, so inv(V) = B'
     with B = S_eps V) the E-step is mu_hat_p = B z_p with z_p = diag(l / (1 + m_p l)) y_p and
     y_p = V' s_p, and eps_hat_j = x_j - mu_hat_p. The M-step needs
         sum_p mu_hat_p mu_hat_p'           = B (sum_p z_p z_p') B',
         sum_j eps_hat_j eps_hat_j'          = X'X - B (sum_p y_p z_p' + z_p y_p' - m_p z_p z_p') B',
-    and for people sharing m the shrinkage diag(l / (1 + m l)) is the same, so each sum is the
-    block's Gram matrix sum_p y_p y_p' weighted elementwise: one pass over the people per
-    iteration, the rest d x d work per distinct image count. The sums of mu_hat and eps_hat
-    give np.cov's mean correction (``em="point"``).
+    i.e. one product of the people's y and z rows: Z'[Z, mZ, Y] (a single matrix product over
+    all people, whatever the number of distinct image counts; the shrinkage diag(l / (1 + m l))
+    is computed once per distinct count). The rest is d x d work. The sums of mu_hat and
+    eps_hat give np.cov's mean correction (``em="point"``).
 
     ``em="posterior"`` adds the posterior covariance Cov[mu | x_p] = B diag(l / (1 + m_p l)) B'
     (which is also Cov[eps_j | x_p]) and uses the maximum-likelihood normalisation (1/people,
     1/images, no mean correction: the data are centred and the model mean is fixed).
     """
-    lam, v = _generalised_eigh(s_mu, s_eps, n_images, len(sums))
+    lam, v = _generalised_eigh(s_mu, s_eps, stats.n_images, stats.n_people)
     back = s_eps @ v
-    y = sums @ v
-    zz = np.zeros_like(s_mu)  # sum_p z_p z_p'
-    mzz = np.zeros_like(s_mu)  # sum_p m_p z_p z_p'
-    yz = np.zeros_like(s_mu)  # sum_p y_p z_p'
-    z_sum = np.zeros_like(lam)
-    mz_sum = np.zeros_like(lam)
-    post = np.zeros_like(lam)  # sum_p diag(l / (1 + m_p l)): people's posterior covariances
-    m_post = np.zeros_like(lam)  # the same, one term per image
-    log_det = 0.0  # sum_p log det(I + m_p L)
-    explained = 0.0  # sum_p sum_k l_k / (1 + m_p l_k) y_pk^2
-    for m, block in zip(block_m, np.split(y, block_starts[1:])):
-        shrink = lam / (1.0 + m * lam)
-        post += len(block) * shrink
-        m_post += len(block) * m * shrink
-        gram = block.T @ block
-        log_det += len(block) * np.log1p(m * np.clip(lam, 0.0, None)).sum()
-        explained += float(np.diag(gram) @ shrink)
-        weighted = gram * np.outer(shrink, shrink)
-        zz += weighted
-        mzz += m * weighted
-        yz += gram * shrink
-        block_z_sum = shrink * block.sum(axis=0)
-        z_sum += block_z_sum
-        mz_sum += m * block_z_sum
-    n_people = len(sums)
+    y = stats.sums @ v
+    count_shrink = lam / (1.0 + stats.counts[:, None] * lam)  # one row per distinct count
+    z = np.repeat(count_shrink, stats.sizes, axis=0) * y
+    mz = stats.m[:, None] * z
+    d = len(lam)
+    products = z.T @ np.concatenate([z, mz, y], axis=1)
+    zz, mzz, zy = products[:, :d], products[:, d:2 * d], products[:, 2 * d:]
+    post = stats.sizes @ count_shrink  # sum_p diag(l / (1 + m_p l)): the people's posterior covariances
+    m_post = (stats.sizes * stats.counts) @ count_shrink  # the same, one term per image
     # log N(X | S_mu, S_eps) + const = -(N log det S_eps + sum_p log det(I + m_p L)
     #   + tr(inv(S_eps) X'X) - sum_p y_p' diag(l / (1 + m_p l)) y_p) / 2, with inv(S_eps) = V V'.
+    log_det = float(stats.sizes @ np.log1p(np.outer(stats.counts, np.clip(lam, 0.0, None))).sum(axis=1))
+    explained = float(np.einsum("ij,ij->", z, y))
     log_det_eps = 2.0 * np.log(np.diag(np.linalg.cholesky(s_eps))).sum()
-    loglik = -0.5 * (n_images * log_det_eps + log_det + float(np.sum((scatter @ v) * v)) - explained)
-    resid_scatter = scatter - back @ (yz + yz.T - mzz) @ back.T
+    loglik = -0.5 * (stats.n_images * log_det_eps + log_det + float(np.sum((stats.scatter @ v) * v)) - explained)
     if em == "posterior":
-        s_mu_new = back @ (zz + np.diag(post)) @ back.T / n_people
-        s_eps_new = (resid_scatter + (back * m_post) @ back.T) / n_images
+        s_mu_new = back @ (zz + np.diag(post)) @ back.T / stats.n_people
+        s_eps_new = (stats.scatter - back @ (zy + zy.T - mzz - np.diag(m_post)) @ back.T) / stats.n_images
         return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
-    s_mu_new = back @ ((zz - np.outer(z_sum, z_sum) / n_people) / (n_people - 1)) @ back.T
-    resid_sum = total - back @ mz_sum
-    s_eps_new = (resid_scatter - np.outer(resid_sum, resid_sum) / n_images) / (n_images - 1)
+    z_sum, mz_sum = z.sum(axis=0), mz.sum(axis=0)
+    s_mu_new = back @ ((zz - np.outer(z_sum, z_sum) / stats.n_people) / (stats.n_people - 1)) @ back.T
+    resid_sum = stats.total - back @ mz_sum
+    resid_scatter = stats.scatter - back @ (zy + zy.T - mzz) @ back.T
+    s_eps_new = (resid_scatter - np.outer(resid_sum, resid_sum) / stats.n_images) / (stats.n_images - 1)
     return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
 
 
@@ -273,7 +269,7 @@ def fit_joint_bayesian(
     mean = x.mean(axis=0)
     x = x - mean
     # Per-person image sums (one sparse product), with the people ordered by image count so
-    # that each count is a contiguous block of rows.
+    # that each count's people are contiguous rows (their shrinkage is one repeated row).
     by_count = np.argsort(counts, kind="stable")
     row = np.empty_like(by_count)
     row[by_count] = np.arange(n_people)
@@ -282,8 +278,7 @@ def fit_joint_bayesian(
     )
     sums = membership @ x
     m = counts[by_count].astype(np.float64)
-    block_m, block_sizes = np.unique(m, return_counts=True)
-    block_starts = np.concatenate(([0], np.cumsum(block_sizes)[:-1]))
+    distinct, sizes = np.unique(m, return_counts=True)
 
     # Initialisation: covariance of the person means; within-person covariance from the
     # scatter identity sum_j (x_j - mean_p)(x_j - mean_p)' = X'X - sum_p s_p s_p' / m_p
@@ -301,20 +296,15 @@ def fit_joint_bayesian(
     s_eps = _add_ridge(s_eps, ridge)
 
     with threadpool_limits(limits=1 if dim <= SINGLE_THREAD_MAX_DIM else None, user_api="blas"):
-        return _run_em(x, mean, s_mu, s_eps, sums, block_m, block_starts, scatter, total, max_iter, tol, ridge, em,
-                       accelerate)
+        stats = _Statistics(sums, m, distinct, sizes, scatter, total, n_images)
+        return _run_em(mean, s_mu, s_eps, stats, max_iter, tol, ridge, em, accelerate)
 
 
 def _run_em(
-    x: np.ndarray,
     mean: np.ndarray,
     s_mu: np.ndarray,
     s_eps: np.ndarray,
-    sums: np.ndarray,
-    block_m: np.ndarray,
-    block_starts: np.ndarray,
-    scatter: np.ndarray,
-    total: np.ndarray,
+    stats: _Statistics,
     max_iter: int,
     tol: float,
     ridge: float,
@@ -326,10 +316,8 @@ def _run_em(
     ``iterations`` counts EM steps (an accelerated cycle is three); ``tol`` applies to the change
     of S_eps over one step or one cycle.
     """
-    n_images, n_people = len(x), len(sums)
-
     def step(mu: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        new_mu, new_eps, loglik = _em_step(mu, eps, sums, block_m, block_starts, scatter, total, n_images, em)
+        new_mu, new_eps, loglik = _em_step(mu, eps, stats, em)
         return new_mu, _add_ridge(new_eps, ridge), loglik
 
     iterations, converged = 0, False
@@ -346,7 +334,7 @@ def _run_em(
             converged = True
             break
 
-    lam, v = _generalised_eigh(s_mu, s_eps, n_images, n_people)
+    lam, v = _generalised_eigh(s_mu, s_eps, stats.n_images, stats.n_people)
     g = -(v * (lam / (1.0 + 2.0 * lam))) @ v.T
     a = -(v * (lam**2 / ((1.0 + lam) * (1.0 + 2.0 * lam)))) @ v.T
     return JointBayesianModel(

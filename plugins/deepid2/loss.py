@@ -54,8 +54,8 @@ class MarginConfig:
 
 
 @dataclass
-class DeepID2LossConfig:
-    """DeepID2 joint signal.
+class JointSignalConfig:
+    """DeepID2's joint identification-verification signal (shared by DeepID2 and DeepID2+).
 
     lambda_: weight of the verification signal (paper: 0.05; 0 = identification only, i.e.
       DeepID; inf = verification only).
@@ -65,11 +65,8 @@ class DeepID2LossConfig:
     margin: see MarginConfig.
     cosine_scale, cosine_bias: initial w and b of the cosine form (the paper gives none; w 10,
       b -5 map the [0, 1] cosines of ReLU features onto logits -5..5).
-    net_dim: None for one net; an ensemble's per-net feature size (its feature is then R blocks,
-      each with its own signals).
     """
 
-    name: str = "deepid2"
     lambda_: float = 0.05
     id_weight: float = 1.0
     verification: str = "l2"
@@ -77,6 +74,17 @@ class DeepID2LossConfig:
     margin: MarginConfig = field(default_factory=MarginConfig)
     cosine_scale: float = 10.0
     cosine_bias: float = -5.0
+
+
+@dataclass
+class DeepID2LossConfig(JointSignalConfig):
+    """DeepID2 joint signal (fields: see JointSignalConfig).
+
+    net_dim: None for one net; an ensemble's per-net feature size (its feature is then R blocks,
+      each with its own signals).
+    """
+
+    name: str = "deepid2"
     net_dim: Optional[int] = None
 
 
