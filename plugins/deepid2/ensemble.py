@@ -159,7 +159,7 @@ class DeepID2Ensemble(Backbone):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         per_patch: list[torch.Tensor] = [x.new_empty(0)] * len(self.patches)
         for group, members in zip(self.groups, self.members):
-            inputs = torch.cat([crop_patch(x, self.patches[i]) for i in members], dim=1)
+            inputs = torch.cat([crop_patch(x, self.patches[i]) for i in members])  # net-major
             features = group(inputs)
             for k, i in enumerate(members):
                 per_patch[i] = features[:, k]

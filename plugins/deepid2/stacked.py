@@ -2,27 +2,32 @@
 
 DeepID2 trains one ConvNet per face patch (200 in the paper). Running them as G separate
 modules costs G small kernel launches per layer and G optimiser walks; here the G nets are one
-module whose every layer computes all nets at once:
+module, one set of stacked parameters and one optimiser walk:
 
-- conv1, conv2 (and conv3 when unshared): one grouped ``nn.Conv2d`` (``groups=G``); net g owns
-  output channels [g*O, (g+1)*O);
-- conv3 (locally shared) and conv4 (locally connected): :class:`BatchedLocal`, one batched matmul
-  over (net, output position);
-- the DeepID2 layer: one batched matmul over nets;
-- BatchNorm (the ``batchnorm`` variant): one BatchNorm over G*O channels, which normalises each
-  net's channels exactly as the net's own BatchNorm would.
+- conv3 (locally shared) and conv4 (locally connected): :class:`BatchedLocal`, one batched
+  matmul over (net, output position);
+- the DeepID2 layer: one batched matmul over nets (:class:`BatchedLinear`);
+- conv1, conv2 (and conv3 when unshared): :class:`StackedConv2d`, whose weight is a grouped
+  convolution's, (G*O, C, kh, kw), but which runs one convolution per net. On the CPU,
+  PyTorch's grouped convolution backward is several times slower than G plain ones (measured
+  in ``python -m facebench.bench``'s ensemble workload: a stacked net with grouped convolutions
+  trained slower than its nets one after another);
+- BatchNorm (the ``batchnorm`` variant): :class:`StackedBatchNorm2d`, a BatchNorm over G*O
+  channels that normalises each net's block of the batch with that net's statistics.
 
-Activations travel as (N, G*C, H, W): net g's channels are the g-th block. Every stacked tensor
-is the G per-net tensors of :class:`DeepIDNet` stacked (a new leading axis) or concatenated
-(along the channel axis), under the same state-dict keys, so ``StackedDeepIDNet.from_nets`` and
-``net(g)`` convert exactly in both directions: the tests check that the stacked forward equals
-running each :class:`DeepIDNet` on its own.
+Activations travel net-major, (G*N, C, H, W): net g's batch is rows [g*N, (g+1)*N), each a
+contiguous block that a per-net convolution reads without a copy. Every stacked tensor is the
+G per-net tensors of :class:`DeepIDNet` stacked (a new leading axis) or concatenated (along the
+first axis), under the same state-dict keys, so ``StackedDeepIDNet.from_nets`` and ``net(g)``
+convert exactly in both directions: the tests check that the stacked forward equals running
+each :class:`DeepIDNet` on its own.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facebench.nn.local import LocallyConnected2d
@@ -51,21 +56,21 @@ class BatchedLocal(nn.Module):
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = len(x)
         g, c, o = self.count, self.in_channels, self.out_channels
+        n = len(x) // g
         (h, w), (kh, kw), (ho, wo) = self.in_size, self.kernel_size, self.out_size
-        # (N, G, C, Ho, Wo, kh, kw) windows -> one copy into (G*L, N, C*kh*kw).
-        patches = x.view(n, g, c, h, w).unfold(3, kh, 1).unfold(4, kw, 1)
-        patches = patches.permute(1, 3, 4, 0, 2, 5, 6).reshape(g * ho * wo, n, c * kh * kw)
+        # (G, N, C, Ho, Wo, kh, kw) windows -> one copy into (G*L, N, C*kh*kw).
+        patches = x.view(g, n, c, h, w).unfold(3, kh, 1).unfold(4, kw, 1)
+        patches = patches.permute(0, 3, 4, 1, 2, 5, 6).reshape(g * ho * wo, n, c * kh * kw)
         weight, bias = self.weight, self.bias
         if self.shared:
             weight, bias = weight.index_select(1, self.region_index), bias.index_select(1, self.region_index)
         out = torch.baddbmm(bias.reshape(-1, 1, o), patches, weight.reshape(-1, c * kh * kw, o))
-        return out.view(g, ho, wo, n, o).permute(3, 0, 4, 1, 2).reshape(n, g * o, ho, wo)
+        return out.view(g, ho, wo, n, o).permute(0, 3, 4, 1, 2).reshape(g * n, o, ho, wo)
 
 
 class BatchedLinear(nn.Module):
-    """G linear maps: (N, G, I) -> (N, G, O) with ``weight`` (G, O, I) and ``bias`` (G, O)."""
+    """G linear maps: (G, N, I) -> (G, N, O) with ``weight`` (G, O, I) and ``bias`` (G, O)."""
 
     def __init__(self, layers: list[nn.Linear]) -> None:
         super().__init__()
@@ -73,17 +78,49 @@ class BatchedLinear(nn.Module):
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.baddbmm(self.bias[:, None, :], x.transpose(0, 1), self.weight.transpose(1, 2))
-        return out.transpose(0, 1)
+        return torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2))
 
 
-def _grouped(conv: nn.Conv2d, count: int) -> nn.Conv2d:
-    return nn.Conv2d(conv.in_channels * count, conv.out_channels * count, conv.kernel_size, groups=count)
+class StackedConv2d(nn.Module):
+    """G convolutions (stride 1, no padding) on net-major batches, one per net.
+
+    ``weight`` (G*O, C, kh, kw) and ``bias`` (G*O) are laid out as a grouped convolution's.
+    """
+
+    def __init__(self, layers: list[nn.Conv2d]) -> None:
+        super().__init__()
+        if any(layer.stride != (1, 1) or layer.padding != (0, 0) for layer in layers):
+            raise ValueError("StackedConv2d supports stride 1 without padding (the DeepID-family layers)")
+        self.count = len(layers)
+        self.out_channels = layers[0].out_channels
+        self.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, biases = self.weight.chunk(self.count), self.bias.chunk(self.count)
+        return torch.cat([F.conv2d(part, w, b) for part, w, b in zip(x.chunk(self.count), weights, biases)])
+
+
+class StackedBatchNorm2d(nn.BatchNorm2d):
+    """G BatchNorm2d layers over net-major batches: net g's rows use channels [g*O, (g+1)*O)."""
+
+    def __init__(self, num_features: int, count: int) -> None:
+        super().__init__(num_features * count)
+        self.count = count
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        # Buffer and parameter chunks are views: batch_norm updates each net's running statistics in place.
+        parts = zip(x.chunk(self.count), self.running_mean.chunk(self.count), self.running_var.chunk(self.count),
+                    self.weight.chunk(self.count), self.bias.chunk(self.count))
+        return torch.cat([F.batch_norm(part, mean, var, w, b, self.training, self.momentum, self.eps)
+                          for part, mean, var, w, b in parts])
 
 
 def _norm(module: nn.Module, count: int) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(module.num_features * count)
+        return StackedBatchNorm2d(module.num_features, count)
     if isinstance(module, nn.BatchNorm1d):
         return nn.BatchNorm1d(module.num_features * count)
     return nn.Identity()
@@ -93,7 +130,7 @@ def _stacked_layer(layers: list[nn.Module]) -> nn.Module:
     """The stacked counterpart of the same layer of G nets (parameter-free layers are shared)."""
     layer = layers[0]
     if isinstance(layer, nn.Conv2d):
-        return _grouped(layer, len(layers))
+        return StackedConv2d(layers)  # type: ignore[arg-type]
     if isinstance(layer, LocallyConnected2d):
         return BatchedLocal(layers)  # type: ignore[arg-type]
     if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -104,8 +141,8 @@ def _stacked_layer(layers: list[nn.Module]) -> nn.Module:
 class StackedDeepIDNet(nn.Module):
     """G :class:`DeepIDNet` s of one config (``side_dim`` 0) as one module.
 
-    ``forward`` takes (N, G*C, H, W) — net g's input is channels [g*C, (g+1)*C) — and returns
-    the (N, G, feature_dim) features.
+    ``forward`` takes net-major (G*N, C, H, W) — net g's input is rows [g*N, (g+1)*N) — and
+    returns the (N, G, feature_dim) features.
     """
 
     def __init__(self, cfg: DeepIDNetConfig, count: int) -> None:
@@ -154,9 +191,10 @@ class StackedDeepIDNet(nn.Module):
         return single
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, g = len(x), self.count
+        g = self.count
+        n = len(x) // g
         pool3 = self.stage3(self.stage2(self.stage1(x)))
         c4 = self.conv4(pool3)
-        joint = torch.cat([pool3.reshape(n, g, -1), c4.reshape(n, g, -1)], dim=2)
-        f = self.fc(joint).reshape(n, g * self.feature_dim)
+        joint = torch.cat([pool3.reshape(g, n, -1), c4.reshape(g, n, -1)], dim=2)
+        f = self.fc(joint).transpose(0, 1).reshape(n, g * self.feature_dim)
         return torch.relu(self.fc_norm(f)).view(n, g, self.feature_dim)
