@@ -72,7 +72,9 @@ class Verifier:
     ``fit`` sees only features the protocol allows (training folds); it may be a no-op.
     ``score`` compares aligned rows, ``score_matrix`` all rows of A with all rows of B.
     ``state`` / ``load_state`` round-trip fitted parameters as plain arrays (saved as npz,
-    never pickle).
+    never pickle). A verifier that makes choices while fitting (the DeepID2 ensemble's patch
+    selection) may also define ``fit_report() -> dict``: the run stores it in each unit's row
+    of the result record as ``verifier_report``.
     """
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> "Verifier":

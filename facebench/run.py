@@ -322,6 +322,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         outcome = plan.protocol.evaluate_unit(bench, unit, shared_features, verifier)
         timings["eval_seconds"] += time.perf_counter() - t
         outcomes.append(outcome)
+        fit_report = getattr(verifier, "fit_report", None)
         unit_rows.append(
             {
                 "name": unit.name,
@@ -332,6 +333,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
                 "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
                 "resumed_from_step": stats.resumed_from,
                 "final_train_metrics": stats.last_metrics,
+                **({"verifier_report": fit_report()} if fit_report is not None else {}),
             }
         )
         log.info("%s: %s evaluated", cfg.method, unit.name)

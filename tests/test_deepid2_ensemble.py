@@ -164,3 +164,20 @@ def test_svm_fusion_scores_state_and_layout():
     assert columns[1].tolist() == [3, 4, 5, 15, 16, 17]
     with pytest.raises(ConfigError, match="select"):
         selecting_verifier(block_dim=3, features_flip="concat", select=3, sets=2).fit(x, labels)
+
+
+def test_fit_report_lists_every_single_patch_and_the_selected_sets():
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(40), 4)
+    identity = rng.normal(size=(40, 12))
+    identity[:, 6:9] *= 3.0  # patch 2 carries the most identity signal
+    x = identity[labels] + rng.normal(size=(160, 12))
+    verifier = selecting_verifier(block_dim=3, features_flip="none", select=2, sets=1, pairs=200).fit(x, labels)
+    report = verifier.fit_report()
+    assert [e["patches"] for e in report["single_patches"]] == [[0], [1], [2], [3]]
+    assert report["best_single_patch"]["patches"] == [2]
+    assert [e["patches"] for e in report["selected_sets"]] == [sorted(verifier.sets_[0])]
+    assert report["heldout_pairs"] == 400 and report["svm_fusion"] is False
+    # The numbers are the held-out scores the selection used, not recomputed ones.
+    single = report["single_patches"][2]
+    assert (single["accuracy"], single["auc"]) == verifier.heldout_[(2,)]

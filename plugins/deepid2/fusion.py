@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -132,6 +132,8 @@ class PatchEnsembleVerifier(Verifier):
         self.sets_: list[list[int]] = []
         self.models: list[JointBayesianVerifier] = []
         self.svm: dict[str, np.ndarray] = {}
+        self.heldout_: dict[tuple[int, ...], tuple[float, float]] = {}
+        self.heldout_pairs_ = 0
 
     def _jb(self) -> JointBayesianVerifier:
         c = self.cfg
@@ -163,10 +165,14 @@ class PatchEnsembleVerifier(Verifier):
             return model.score(x_out[pairs[:, 0]][:, cols], x_out[pairs[:, 1]][:, cols])
 
         def set_score(members: tuple[int, ...]) -> tuple[float, float]:
-            s = pair_scores(members)
-            return accuracy(s, same, best_threshold(s, same)), float(roc_auc_score(same, s))
+            if members not in self.heldout_:
+                s = pair_scores(members)
+                self.heldout_[members] = accuracy(s, same, best_threshold(s, same)), float(roc_auc_score(same, s))
+            return self.heldout_[members]
 
-        self.sets_ = []
+        self.sets_, self.heldout_, self.heldout_pairs_ = [], {}, len(same)
+        for p in range(len(columns)):  # every single patch: the baseline each selected set must beat
+            set_score((p,))
         for k in range(self.cfg.sets):
             pool = [p for p in range(len(columns)) if all(p not in chosen for chosen in self.sets_)]
             chosen = forward_backward_select(set_score, pool, self.cfg.select)
@@ -180,6 +186,23 @@ class PatchEnsembleVerifier(Verifier):
             self.svm = {"mean": mean, "scale": scale, "coef": svm.coef_.ravel(), "intercept": svm.intercept_}
         self.models = [self._jb().fit(x[:, np.concatenate([columns[p] for p in chosen])], labels) for chosen in self.sets_]
         return self
+
+    def fit_report(self) -> dict[str, Any]:
+        """What the last ``fit`` saw on its held-out training pairs: every single patch's score and
+        each selected set's (patch indices in the backbone's patch order), so a record shows
+        whether the selected sets beat the best single patch before any test pair is scored."""
+        def entry(members: tuple[int, ...]) -> dict[str, Any]:
+            acc, auc = self.heldout_[members]
+            return {"patches": list(members), "accuracy": acc, "auc": auc}
+
+        singles = [entry(k) for k in sorted(self.heldout_) if len(k) == 1]
+        return {
+            "heldout_pairs": self.heldout_pairs_,
+            "single_patches": singles,
+            "best_single_patch": max(singles, key=lambda e: (e["accuracy"], e["auc"])) if singles else None,
+            "selected_sets": [entry(tuple(sorted(chosen))) for chosen in self.sets_],
+            "svm_fusion": bool(self.svm),
+        }
 
     def _set_columns(self, dim: int) -> list[np.ndarray]:
         if not self.models:
