@@ -8,12 +8,14 @@ import torch
 
 from facebench.components import FEATURE, FaceData
 from facebench.config import ConfigError
+from facebench.nn.local import LocallyConnected2d
 from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
 from facebench.protocols.pairs import PairsProtocol
 from facebench_plugins.deepid2.ensemble import DeepID2Ensemble, DeepID2EnsembleConfig, PatchConfig, crop_patch
 from facebench_plugins.deepid2.fusion import EnsembleVerifierConfig, PatchEnsembleVerifier, patch_columns
 from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, MarginConfig
 from facebench_plugins.deepid2.selection import forward_backward_select
+from facebench_plugins.deepid2.stacked import BatchedLocal
 
 SMALL = dict(widths=[4, 6, 6, 8], feature_dim=12)
 PATCHES = [
@@ -181,3 +183,24 @@ def test_fit_report_lists_every_single_patch_and_the_selected_sets():
     # The numbers are the held-out scores the selection used, not recomputed ones.
     single = report["single_patches"][2]
     assert (single["accuracy"], single["auc"]) == verifier.heldout_[(2,)]
+
+
+@pytest.mark.parametrize("kwargs", [{"block": 2}, {"block": 2, "in_size": (6, 4)}, {}])
+def test_batched_local_equals_separate_layers(kwargs):
+    """Equal blocks (4x4 output in 2x2 blocks), uneven ones (5x3) and unshared positions."""
+    torch.manual_seed(0)
+    in_size = kwargs.pop("in_size", (5, 5))
+    layers = [LocallyConnected2d(3, 4, in_size, 2, **kwargs).double() for _ in range(3)]
+    batched = BatchedLocal(layers)
+    x = torch.randn(3 * 2, 3, *in_size, dtype=torch.float64, requires_grad=True)
+    y = batched(x)
+    weights = torch.randn_like(y)
+    grads = torch.autograd.grad((y * weights).sum(), [x, batched.weight, batched.bias])
+    for g, layer in enumerate(layers):
+        rows = slice(2 * g, 2 * g + 2)
+        xg = x.detach()[rows].clone().requires_grad_()
+        alone = layer(xg)
+        torch.testing.assert_close(y[rows], alone, rtol=1e-9, atol=1e-11)
+        expected = torch.autograd.grad((alone * weights[rows]).sum(), [xg, layer.weight, layer.bias])
+        for got, want in zip((grads[0][rows], grads[1][g], grads[2][g]), expected):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)

@@ -140,3 +140,22 @@ def test_rejects_wrong_input_and_ambiguous_sharing():
         LocallyConnected2d(2, 3, (4, 4), 2, regions=(1, 1), block=2)
     with pytest.raises(ValueError, match="empty output"):
         LocallyConnected2d(2, 3, (2, 2), 3)
+
+
+@pytest.mark.parametrize(
+    "in_size, stride, kwargs",
+    [((5, 5), 1, {"block": 2}), ((5, 5), 1, {"regions": (2, 2)}), ((7, 7), 2, {"block": 1}), ((5, 7), 1, {"block": (2, 3)})],
+)
+def test_gradcheck_equal_regions(in_size, stride, kwargs):
+    """Equal rectangles take the one-matmul-per-region path; uneven ones are tested above."""
+    torch.manual_seed(0)
+    lc = LocallyConnected2d(2, 3, in_size, 2, stride=stride, **kwargs).to(D)
+    assert lc.uniform and lc.num_regions > 1
+    x = torch.randn(3, 2, *in_size, dtype=D, requires_grad=True)
+    w = lc.weight.detach().clone().requires_grad_()
+    b = lc.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w, b: functional_call(lc, {"weight": w, "bias": b}, (x,)), (x, w, b))
+    naive = broadcast_locally_connected(
+        x, lc.position_weight(), lc.position_bias(), lc.kernel_size, lc.stride, lc.padding, lc.out_size
+    )
+    assert_close(lc(x), naive)

@@ -1,9 +1,10 @@
 """Locally connected and locally shared 2-D layers (DeepID conv3/conv4, DeepFace L4-L6).
 
 PyTorch has no such layer. This one gathers the input patches once and contracts them with
-one batched matmul over output positions, (L, N, K) @ (L, K, O), so it runs at the speed of
-the matmul library rather than through the huge temporaries of the broadcast-multiply
-formulation (kept only as a benchmark baseline in :mod:`facebench.bench.naive_local`).
+one batched matmul over kernels, (B, P*N, K) @ (B, K, O) for B kernels each used at P output
+positions, so it runs at the speed of the matmul library rather than through the huge
+temporaries of the broadcast-multiply formulation (kept only as a benchmark baseline in
+:mod:`facebench.bench.naive_local`).
 
 One class covers the whole family through a *sharing grid* over the output map:
 
@@ -18,10 +19,11 @@ Why not ``F.unfold`` + ``torch.bmm`` under autograd: ``F.unfold`` yields (N, C*k
 and turning that into the (L, N, K) batch the matmul needs, then turning the gradient
 back, costs general-permutation copies and ``bmm`` backward on non-contiguous gradients
 copies once per position. On CPU that made the layer 2x slower than ``nn.Conv2d``. Here
-patches are gathered from a channels-last view (contiguous runs of kw*C values), the
-gradient is made contiguous once, and the input gradient is scattered back with one
-``index_add_``. Forward+backward at DeepID2's conv3/conv4 sizes (batch 128) then takes
-0.8-1.3x the time of ``nn.Conv2d`` on CPU and 30-40x less than the broadcast baseline.
+patches are gathered from a channels-last copy of the input (contiguous runs of kw*C
+values), the gradient is made contiguous once, and the input gradient is scattered back
+with one ``index_add_``. A shared kernel's positions are rows of one product (DeepID2's
+conv3: 20 products of 512 rows rather than 80 of 128), which also saves copying each
+kernel to its positions and summing their gradients back.
 """
 from __future__ import annotations
 
@@ -76,56 +78,84 @@ def _region_of_positions(row_sizes: list[int], col_sizes: list[int]) -> torch.Te
     return (rows[:, None] * len(col_sizes) + cols[None, :]).reshape(-1)
 
 
-def _patch_rows(n: int, in_size: tuple[int, int], out_size: tuple[int, int], kernel: tuple[int, int],
+#: How output positions group into weight blocks: (row blocks, rows per block, column blocks,
+#: columns per block). Positions of one block share a kernel and are contracted together.
+Layout = tuple[int, int, int, int]
+
+
+def _patch_rows(groups: int, n: int, in_size: tuple[int, int], layout: Layout, kernel: tuple[int, int],
                 stride: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """For every (position, sample, kernel row, kernel column) of the patch tensor, its pixel's
-    row in the input viewed as (N*H*W, C): where each patch value's gradient goes."""
-    (h, w), (ho, wo), (kh, kw), (sh, sw) = in_size, out_size, kernel, stride
-    rows = torch.arange(ho, device=device)[:, None] * sh + torch.arange(kh, device=device)  # (Ho, kh)
-    cols = torch.arange(wo, device=device)[:, None] * sw + torch.arange(kw, device=device)  # (Wo, kw)
-    pixel = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(ho * wo, 1, kh * kw)
-    sample = torch.arange(n, device=device)[None, :, None] * (h * w)
-    return (pixel + sample).reshape(-1)
+    """For every row of the patch tensor, (group, block row, block column, row in block, column
+    in block, sample, kernel row, kernel column), its pixel's row in the input viewed as
+    (G*N*H*W, C): where each patch value's gradient goes."""
+    (h, w), (rh, bh, rw, bw), (kh, kw), (sh, sw) = in_size, layout, kernel, stride
+    rows = torch.arange(rh * bh, device=device).view(rh, 1, bh, 1, 1, 1, 1) * sh
+    cols = torch.arange(rw * bw, device=device).view(1, rw, 1, bw, 1, 1, 1) * sw
+    pixel = (rows + torch.arange(kh, device=device).view(kh, 1)) * w + cols + torch.arange(kw, device=device)
+    sample = torch.arange(n, device=device).view(n, 1, 1) * (h * w)
+    group = torch.arange(groups, device=device).view(groups, 1, 1, 1, 1, 1, 1, 1) * (n * h * w)
+    return (group + pixel + sample).reshape(-1)
 
 
 class _LocalMatmul(torch.autograd.Function):
-    """y[n, :, l] = patch(x, l)[n] @ weight[l] + bias[l], patches ordered (kh, kw, C).
+    """y at output block b = patches(x, b) @ weight[b] + bias[b], patches ordered (kh, kw, C).
 
-    ``x`` is already padded; ``weight`` is (L, kh*kw*C, O), ``bias`` (L, O) or None.
+    ``x`` is already padded and holds ``groups`` independent layers' batches one after another
+    (rows [g*N, (g+1)*N) are layer g's); ``weight`` is (G*B, kh*kw*C, O) and ``bias`` (G*B, O)
+    or None, one per layer and block of ``layout``. A block's positions and samples form the
+    rows of one matmul, so a locally shared layer runs G*B large products rather than a small
+    one per output position.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, kernel, stride, out_size):
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_size
-        # (N, H, W, C) view -> windows (N, Ho, Wo, C, kh, kw) -> one copy into (L, N, kh*kw*C).
-        patches = x.permute(0, 2, 3, 1).unfold(1, kh, sh).unfold(2, kw, sw)
-        patches = patches.permute(1, 2, 0, 4, 5, 3).reshape(ho * wo, n, kh * kw * c)
+    def forward(ctx, x, weight, bias, kernel, stride, layout, groups):
+        (kh, kw), (rh, bh, rw, bw) = kernel, layout
+        _, c, h, w = x.shape
+        n = len(x) // groups
+        # Channels-last copy -> windows (G*N, Ho, Wo, C, kh, kw) -> one copy into
+        # (G*B, bh*bw*N, kh*kw*C), reading contiguous runs of kw*C values.
+        patches = x.permute(0, 2, 3, 1).contiguous().unfold(1, kh, stride[0]).unfold(2, kw, stride[1])
+        patches = patches.reshape(groups, n, rh, bh, rw, bw, c, kh, kw).permute(0, 2, 4, 3, 5, 1, 7, 8, 6)
+        patches = patches.reshape(groups * rh * rw, bh * bw * n, kh * kw * c)
         out = torch.bmm(patches, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), patches, weight)
         ctx.save_for_backward(patches, weight)
-        ctx.geometry = (x.shape, kernel, stride, out_size, bias is not None)
+        ctx.geometry = (x.shape, kernel, stride, layout, groups, bias is not None)
         # A fresh tensor, not a view: callers may modify it in place (ReLU(inplace=True)).
-        y = out.new_empty(n, out.shape[2], ho, wo)
-        y.view(n, -1, ho * wo).copy_(out.permute(1, 2, 0))
+        o = out.shape[2]
+        y = out.new_empty(groups * n, o, rh * bh, rw * bw)
+        y.view(groups, n, o, rh, bh, rw, bw).copy_(
+            out.view(groups, rh, rw, bh, bw, n, o).permute(0, 5, 6, 1, 3, 2, 4)
+        )
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         patches, weight = ctx.saved_tensors
-        (n, c, h, w), kernel, stride, (ho, wo), has_bias = ctx.geometry
-        grad = grad.reshape(n, -1, ho * wo).permute(2, 0, 1).contiguous()  # (L, N, O)
+        (total, c, h, w), kernel, stride, (rh, bh, rw, bw), groups, has_bias = ctx.geometry
+        n, o = total // groups, grad.shape[1]
+        grad = grad.reshape(groups, n, o, rh, bh, rw, bw).permute(0, 3, 5, 4, 6, 1, 2)
+        grad = grad.reshape(groups * rh * rw, bh * bw * n, o)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_patches = torch.bmm(grad, weight.transpose(1, 2))  # (L, N, kh*kw*C)
-            index = _patch_rows(n, (h, w), (ho, wo), kernel, stride, grad.device)
-            grad_x = grad.new_zeros(n * h * w, c).index_add_(0, index, grad_patches.view(-1, c))
-            grad_x = grad_x.view(n, h, w, c).permute(0, 3, 1, 2)
+            grad_patches = torch.bmm(grad, weight.transpose(1, 2))  # (G*B, bh*bw*N, kh*kw*C)
+            index = _patch_rows(groups, n, (h, w), (rh, bh, rw, bw), kernel, stride, grad.device)
+            grad_x = grad.new_zeros(total * h * w, c).index_add_(0, index, grad_patches.view(-1, c))
+            grad_x = grad_x.view(total, h, w, c).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(patches.transpose(1, 2), grad)
         if has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(1)
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def local_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel: tuple[int, int],
+                 stride: tuple[int, int], layout: Layout, groups: int = 1) -> torch.Tensor:
+    """``groups`` locally connected layers on their stacked batches (see :class:`_LocalMatmul`).
+
+    ``x`` (G*N, C, H, W), already padded; ``weight`` (G*B, kh*kw*C, O) with rows ordered (kh, kw, C).
+    """
+    return _LocalMatmul.apply(x, weight, bias, kernel, stride, layout, groups)
 
 
 class LocallyConnected2d(nn.Module):
@@ -145,9 +175,9 @@ class LocallyConnected2d(nn.Module):
     of output positions has its own kernel and ``regions=(2, 2)`` the reading with four
     quadrants.
 
-    Shared kernels are expanded to one copy per output position for the matmul (an
-    ``index_select`` of a few MB at DeepID sizes, under 2% of the step); their gradient
-    is summed back per region by autograd.
+    When the regions are equal rectangles (``uniform``), each region's positions are the rows
+    of one matmul. Uneven regions are expanded to one kernel copy per output position (an
+    ``index_select``; autograd sums the gradients back per region).
 
     Initialisation matches ``nn.Conv2d``: kaiming-uniform with ``a=sqrt(5)`` over fan-in
     C*kh*kw, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases alike.
@@ -190,6 +220,12 @@ class LocallyConnected2d(nn.Module):
         else:
             row_sizes, col_sizes = [1] * ho, [1] * wo
         self.grid = (len(row_sizes), len(col_sizes))
+        # Equal rectangles: one matmul per region. Uneven ones: one per position, with the
+        # region's kernel copied to each of its positions.
+        self.uniform = len(set(row_sizes)) == 1 and len(set(col_sizes)) == 1
+        self.layout: Layout = (
+            (self.grid[0], row_sizes[0], self.grid[1], col_sizes[0]) if self.uniform else (ho, 1, wo, 1)
+        )
         # A buffer so it follows .to(device); derived from the config, so not saved in state_dict.
         self.register_buffer("region_index", _region_of_positions(row_sizes, col_sizes), persistent=False)
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -219,12 +255,16 @@ class LocallyConnected2d(nn.Module):
         return self.bias.index_select(0, self.region_index)
 
     def _matmul_weight(self) -> torch.Tensor:
-        """Per-position kernels with rows reordered (C, kh, kw) -> (kh, kw, C), in one copy."""
+        """One kernel per block of ``layout``, rows reordered (C, kh, kw) -> (kh, kw, C), in one copy."""
         r, fan_in, o = self.weight.shape
         w = self.weight.view(r, self.in_channels, fan_in // self.in_channels, o).transpose(1, 2)
-        if self.shared:
+        if not self.uniform:
             w = w.index_select(0, self.region_index)
         return w.reshape(-1, fan_in, o)
+
+    def _matmul_bias(self) -> torch.Tensor | None:
+        """One bias per block of ``layout``, or None."""
+        return self.bias if self.uniform else self.position_bias()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[-2:]) != self.in_size:
@@ -232,7 +272,7 @@ class LocallyConnected2d(nn.Module):
                 f"LocallyConnected2d expects (N, {self.in_channels}, {self.in_size[0]}, {self.in_size[1]}), "
                 f"got {tuple(x.shape)}"
             )
-        weight, bias = self._matmul_weight(), self.position_bias()
+        weight, bias = self._matmul_weight(), self._matmul_bias()
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         x, weight = x.to(dtype), weight.to(dtype)
@@ -241,7 +281,7 @@ class LocallyConnected2d(nn.Module):
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
         with torch.autocast(device_type=device, enabled=False):
-            return _LocalMatmul.apply(x, weight, bias, self.kernel_size, self.stride, self.out_size)
+            return local_matmul(x, weight, bias, self.kernel_size, self.stride, self.layout)
 
     def extra_repr(self) -> str:
         sharing = f"grid={self.grid}" if self.shared else "unshared"

@@ -57,6 +57,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse
 
 from threadpoolctl import threadpool_limits
@@ -112,6 +113,12 @@ def _quadratic(x: np.ndarray, m: np.ndarray) -> np.ndarray:
 def _symmetric(c: np.ndarray) -> np.ndarray:
     """Remove the round-off asymmetry of a covariance computed through products."""
     return 0.5 * (c + c.T)
+
+
+def _gram(z: np.ndarray) -> np.ndarray:
+    """Z'Z through BLAS syrk (one triangle: half the multiply-adds of ``z.T @ z``)."""
+    upper = scipy.linalg.blas.dsyrk(1.0, z.T)  # z.T is Fortran-ordered: no copy
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 def _cov(z: np.ndarray) -> np.ndarray:
@@ -197,9 +204,9 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     y_p = V' s_p, and eps_hat_j = x_j - mu_hat_p. The M-step needs
         sum_p mu_hat_p mu_hat_p'           = B (sum_p z_p z_p') B',
         sum_j eps_hat_j eps_hat_j'          = X'X - B (sum_p y_p z_p' + z_p y_p' - m_p z_p z_p') B',
-    i.e. one product of the people's y and z rows: Z'[Z, mZ, Y] (a single matrix product over
-    all people, whatever the number of distinct image counts; the shrinkage diag(l / (1 + m l))
-    is computed once per distinct count). The rest is d x d work. The sums of mu_hat and
+    i.e. products of the people's y and z rows over all people, whatever the number of distinct
+    image counts (the shrinkage diag(l / (1 + m l)) is computed once per distinct count). The
+    rest is d x d work. The sums of mu_hat and
     eps_hat give np.cov's mean correction (``em="point"``).
 
     ``em="posterior"`` adds the posterior covariance Cov[mu | x_p] = B diag(l / (1 + m_p l)) B'
@@ -211,10 +218,10 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     y = stats.sums @ v
     count_shrink = lam / (1.0 + stats.counts[:, None] * lam)  # one row per distinct count
     z = np.repeat(count_shrink, stats.sizes, axis=0) * y
-    mz = stats.m[:, None] * z
-    d = len(lam)
-    products = z.T @ np.concatenate([z, mz, y], axis=1)
-    zz, mzz, zy = products[:, :d], products[:, d:2 * d], products[:, 2 * d:]
+    # zy + zy' - mzz = zu + zu' with u = y - m z / 2, so the people enter through two products:
+    # Z'Z (symmetric: BLAS syrk, half the multiply-adds) and Z'U.
+    zz = _gram(z)
+    zu = z.T @ (y - 0.5 * stats.m[:, None] * z)
     post = stats.sizes @ count_shrink  # sum_p diag(l / (1 + m_p l)): the people's posterior covariances
     m_post = (stats.sizes * stats.counts) @ count_shrink  # the same, one term per image
     # log N(X | S_mu, S_eps) + const = -(N log det S_eps + sum_p log det(I + m_p L)
@@ -225,12 +232,12 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     loglik = -0.5 * (stats.n_images * log_det_eps + log_det + float(np.sum((stats.scatter @ v) * v)) - explained)
     if em == "posterior":
         s_mu_new = back @ (zz + np.diag(post)) @ back.T / stats.n_people
-        s_eps_new = (stats.scatter - back @ (zy + zy.T - mzz - np.diag(m_post)) @ back.T) / stats.n_images
+        s_eps_new = (stats.scatter - back @ (zu + zu.T - np.diag(m_post)) @ back.T) / stats.n_images
         return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
-    z_sum, mz_sum = z.sum(axis=0), mz.sum(axis=0)
+    z_sum, mz_sum = z.sum(axis=0), stats.m @ z
     s_mu_new = back @ ((zz - np.outer(z_sum, z_sum) / stats.n_people) / (stats.n_people - 1)) @ back.T
     resid_sum = stats.total - back @ mz_sum
-    resid_scatter = stats.scatter - back @ (zy + zy.T - mzz) @ back.T
+    resid_scatter = stats.scatter - back @ (zu + zu.T) @ back.T
     s_eps_new = (resid_scatter - np.outer(resid_sum, resid_sum) / stats.n_images) / (stats.n_images - 1)
     return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facebench.nn.local import LocallyConnected2d
+from facebench.nn.local import LocallyConnected2d, local_matmul
 from facebench_plugins.deepid_net import DeepIDNet, DeepIDNetConfig
 
 
@@ -39,7 +39,7 @@ class BatchedLocal(nn.Module):
 
     ``weight`` (G, R, C*kh*kw, O) and ``bias`` (G, R, O) stack the G layers'
     :class:`LocallyConnected2d` parameters (rows ordered channel, kernel row, kernel column, as
-    there); the sharing grid (``region_index``: the region of every output position) is theirs.
+    there); the sharing grid and its matmul layout are theirs.
     """
 
     def __init__(self, layers: list[LocallyConnected2d]) -> None:
@@ -49,24 +49,20 @@ class BatchedLocal(nn.Module):
             raise ValueError("BatchedLocal supports stride 1 without padding (the DeepID-family layers)")
         self.count = len(layers)
         self.in_channels, self.out_channels = first.in_channels, first.out_channels
-        self.in_size, self.kernel_size, self.out_size = first.in_size, first.kernel_size, first.out_size
-        self.shared = first.shared
+        self.kernel_size, self.layout, self.uniform = first.kernel_size, first.layout, first.uniform
         self.register_buffer("region_index", first.region_index.clone(), persistent=False)
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, c, o = self.count, self.in_channels, self.out_channels
-        n = len(x) // g
-        (h, w), (kh, kw), (ho, wo) = self.in_size, self.kernel_size, self.out_size
-        # (G, N, C, Ho, Wo, kh, kw) windows -> one copy into (G*L, N, C*kh*kw).
-        patches = x.view(g, n, c, h, w).unfold(3, kh, 1).unfold(4, kw, 1)
-        patches = patches.permute(0, 3, 4, 1, 2, 5, 6).reshape(g * ho * wo, n, c * kh * kw)
-        weight, bias = self.weight, self.bias
-        if self.shared:
+        g, r, fan_in, o = self.weight.shape
+        # Rows (C, kh, kw) -> (kh, kw, C), the order local_matmul's patches have.
+        weight = self.weight.view(g, r, self.in_channels, fan_in // self.in_channels, o).transpose(2, 3)
+        bias = self.bias
+        if not self.uniform:
             weight, bias = weight.index_select(1, self.region_index), bias.index_select(1, self.region_index)
-        out = torch.baddbmm(bias.reshape(-1, 1, o), patches, weight.reshape(-1, c * kh * kw, o))
-        return out.view(g, ho, wo, n, o).permute(0, 3, 4, 1, 2).reshape(g * n, o, ho, wo)
+        weight = weight.reshape(-1, fan_in, o)
+        return local_matmul(x, weight, bias.reshape(-1, o), self.kernel_size, (1, 1), self.layout, g)
 
 
 class BatchedLinear(nn.Module):
