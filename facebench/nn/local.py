@@ -158,6 +158,23 @@ def local_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return _LocalMatmul.apply(x, weight, bias, kernel, stride, layout, groups)
 
 
+def block_kernels(weight: torch.Tensor, bias: torch.Tensor | None, in_channels: int,
+                  region_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Kernels and biases as :func:`local_matmul` takes them, from stored parameters.
+
+    ``weight`` (..., R, C*kh*kw, O) with rows ordered (C, kh, kw) and ``bias`` (..., R, O), for
+    any leading (layer) axes, become (B, kh*kw*C, O) and (B, O) in one copy: rows reordered to
+    (kh, kw, C), and, where ``region_index`` is given (uneven regions), one kernel per output
+    position.
+    """
+    *_, fan_in, o = weight.shape
+    weight = weight.unflatten(-2, (in_channels, fan_in // in_channels)).transpose(-3, -2)
+    if region_index is not None:
+        weight = weight.index_select(-4, region_index)
+        bias = None if bias is None else bias.index_select(-2, region_index)
+    return weight.reshape(-1, fan_in, o), None if bias is None else bias.reshape(-1, o)
+
+
 class LocallyConnected2d(nn.Module):
     """A 2-D layer whose kernel may differ from one output position (or region) to the next.
 
@@ -254,25 +271,14 @@ class LocallyConnected2d(nn.Module):
             return self.bias
         return self.bias.index_select(0, self.region_index)
 
-    def _matmul_weight(self) -> torch.Tensor:
-        """One kernel per block of ``layout``, rows reordered (C, kh, kw) -> (kh, kw, C), in one copy."""
-        r, fan_in, o = self.weight.shape
-        w = self.weight.view(r, self.in_channels, fan_in // self.in_channels, o).transpose(1, 2)
-        if not self.uniform:
-            w = w.index_select(0, self.region_index)
-        return w.reshape(-1, fan_in, o)
-
-    def _matmul_bias(self) -> torch.Tensor | None:
-        """One bias per block of ``layout``, or None."""
-        return self.bias if self.uniform else self.position_bias()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[-2:]) != self.in_size:
             raise ValueError(
                 f"LocallyConnected2d expects (N, {self.in_channels}, {self.in_size[0]}, {self.in_size[1]}), "
                 f"got {tuple(x.shape)}"
             )
-        weight, bias = self._matmul_weight(), self._matmul_bias()
+        region_index = None if self.uniform else self.region_index
+        weight, bias = block_kernels(self.weight, self.bias, self.in_channels, region_index)
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         x, weight = x.to(dtype), weight.to(dtype)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facebench.nn.local import LocallyConnected2d, local_matmul
+from facebench.nn.local import LocallyConnected2d, block_kernels, local_matmul
 from facebench_plugins.deepid_net import DeepIDNet, DeepIDNetConfig
 
 
@@ -48,21 +48,16 @@ class BatchedLocal(nn.Module):
         if first.stride != (1, 1) or first.padding != (0, 0):
             raise ValueError("BatchedLocal supports stride 1 without padding (the DeepID-family layers)")
         self.count = len(layers)
-        self.in_channels, self.out_channels = first.in_channels, first.out_channels
+        self.in_channels = first.in_channels
         self.kernel_size, self.layout, self.uniform = first.kernel_size, first.layout, first.uniform
         self.register_buffer("region_index", first.region_index.clone(), persistent=False)
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, r, fan_in, o = self.weight.shape
-        # Rows (C, kh, kw) -> (kh, kw, C), the order local_matmul's patches have.
-        weight = self.weight.view(g, r, self.in_channels, fan_in // self.in_channels, o).transpose(2, 3)
-        bias = self.bias
-        if not self.uniform:
-            weight, bias = weight.index_select(1, self.region_index), bias.index_select(1, self.region_index)
-        weight = weight.reshape(-1, fan_in, o)
-        return local_matmul(x, weight, bias.reshape(-1, o), self.kernel_size, (1, 1), self.layout, g)
+        region_index = None if self.uniform else self.region_index
+        weight, bias = block_kernels(self.weight, self.bias, self.in_channels, region_index)
+        return local_matmul(x, weight, bias, self.kernel_size, (1, 1), self.layout, self.count)
 
 
 class BatchedLinear(nn.Module):
