@@ -26,10 +26,10 @@ eigenbasis of the pair (S_mu V = S_eps V L, V' S_eps V = I: one LAPACK call per 
 which Cholesky-factors S_eps) every inv(m S_mu + S_eps) is V diag(1 / (1 + m l)) V', diagonal.
 The M-step covariances then follow from sufficient statistics, never from the per-image
 residuals: X'X once, and per iteration one product of the per-person sums with V, their
-shrunk copies (each person's row scaled by the diagonal of its image count) and one matrix
-product of the two over all people (see ``_em_step``). No Python loop runs over people, images
-or image counts. The
-same basis gives A and G in closed form, G = -V diag(l / (1 + 2l)) V' and
+shrunk copies (each person's row scaled by the diagonal of its image count) and two matrix
+products over all people: the shrunk rows' Gram matrix and their product with a combination of
+both (see ``_em_step``). No Python loop runs over people, images or image counts. The same
+basis gives A and G in closed form, G = -V diag(l / (1 + 2l)) V' and
 A = -V diag(l^2 / ((1 + l)(1 + 2l))) V', free of the cancellation in inv(S_mu + S_eps) - F - G
 and exactly symmetric.
 
@@ -206,8 +206,8 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
         sum_j eps_hat_j eps_hat_j'          = X'X - B (sum_p y_p z_p' + z_p y_p' - m_p z_p z_p') B',
     i.e. products of the people's y and z rows over all people, whatever the number of distinct
     image counts (the shrinkage diag(l / (1 + m l)) is computed once per distinct count). The
-    rest is d x d work. The sums of mu_hat and
-    eps_hat give np.cov's mean correction (``em="point"``).
+    rest is d x d work. The sums of mu_hat and eps_hat give np.cov's mean correction
+    (``em="point"``).
 
     ``em="posterior"`` adds the posterior covariance Cov[mu | x_p] = B diag(l / (1 + m_p l)) B'
     (which is also Cov[eps_j | x_p]) and uses the maximum-likelihood normalisation (1/people,
