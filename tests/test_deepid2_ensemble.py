@@ -185,6 +185,21 @@ def test_fit_report_lists_every_single_patch_and_the_selected_sets():
     assert (single["accuracy"], single["auc"]) == verifier.heldout_[(2,)]
 
 
+def test_pca_dims_picks_each_sets_size_on_held_out_pairs():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(60), 4)
+    x = rng.normal(size=(60, 12))[labels] + 0.7 * rng.normal(size=(240, 12))  # identity in every dimension
+    verifier = selecting_verifier(block_dim=3, features_flip="none", select=2, sets=1, pairs=200, pca_dims=[1, 6])
+    verifier.fit(x, labels)
+    report = verifier.fit_report()["selected_sets"][0]
+    by_dim = report["by_pca_dim"]
+    assert sorted(by_dim) == [1, 6] and by_dim[6]["accuracy"] > by_dim[1]["accuracy"]
+    assert verifier.set_dims_ == [6] == [report["pca_dim"]]
+    assert verifier.models[0]._components.shape[0] == 6  # the final fit uses the chosen size
+    with pytest.raises(ConfigError, match="pca_dims"):
+        selecting_verifier(pca_dims=[])
+
+
 @pytest.mark.parametrize("kwargs", [{"block": 2}, {"block": 2, "in_size": (6, 4)}, {}])
 def test_batched_local_equals_separate_layers(kwargs):
     """Equal blocks (4x4 output in 2x2 blocks), uneven ones (5x3) and unshared positions."""

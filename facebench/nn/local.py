@@ -83,18 +83,22 @@ def _region_of_positions(row_sizes: list[int], col_sizes: list[int]) -> torch.Te
 Layout = tuple[int, int, int, int]
 
 
-def _patch_rows(groups: int, n: int, in_size: tuple[int, int], layout: Layout, kernel: tuple[int, int],
-                stride: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """For every row of the patch tensor, (group, block row, block column, row in block, column
-    in block, sample, kernel row, kernel column), its pixel's row in the input viewed as
-    (G*N*H*W, C): where each patch value's gradient goes."""
-    (h, w), (rh, bh, rw, bw), (kh, kw), (sh, sw) = in_size, layout, kernel, stride
-    rows = torch.arange(rh * bh, device=device).view(rh, 1, bh, 1, 1, 1, 1) * sh
-    cols = torch.arange(rw * bw, device=device).view(1, rw, 1, bw, 1, 1, 1) * sw
-    pixel = (rows + torch.arange(kh, device=device).view(kh, 1)) * w + cols + torch.arange(kw, device=device)
-    sample = torch.arange(n, device=device).view(n, 1, 1) * (h * w)
-    group = torch.arange(groups, device=device).view(groups, 1, 1, 1, 1, 1, 1, 1) * (n * h * w)
-    return (group + pixel + sample).reshape(-1)
+def _add_patch_gradients(grad_patches: torch.Tensor, input_shape: torch.Size, kernel: tuple[int, int],
+                         stride: tuple[int, int], layout: Layout, groups: int) -> torch.Tensor:
+    """The input gradient from the patches' gradient (G*B, bh*bw*N, kh*kw*C): one strided add per
+    kernel offset (kh*kw adds of the whole map) into a channels-last buffer, rather than a
+    scatter of every patch value by index."""
+    (total, c, h, w), (kh, kw), (sh, sw), (rh, bh, rw, bw) = input_shape, kernel, stride, layout
+    n, ho, wo = total // groups, rh * bh, rw * bw
+    patches = grad_patches.view(groups, rh, rw, bh, bw, n, kh, kw, c)
+    grad_x = grad_patches.new_zeros(groups, n, h, w, c)
+    for i in range(kh):
+        for j in range(kw):
+            window = grad_x[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+            window.unflatten(2, (rh, bh)).unflatten(4, (rw, bw)).permute(0, 2, 4, 3, 5, 1, 6).add_(
+                patches[:, :, :, :, :, :, i, j]
+            )
+    return grad_x.view(total, h, w, c).permute(0, 3, 1, 2)
 
 
 class _LocalMatmul(torch.autograd.Function):
@@ -132,16 +136,14 @@ class _LocalMatmul(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         patches, weight = ctx.saved_tensors
-        (total, c, h, w), kernel, stride, (rh, bh, rw, bw), groups, has_bias = ctx.geometry
-        n, o = total // groups, grad.shape[1]
+        input_shape, kernel, stride, (rh, bh, rw, bw), groups, has_bias = ctx.geometry
+        n, o = input_shape[0] // groups, grad.shape[1]
         grad = grad.reshape(groups, n, o, rh, bh, rw, bw).permute(0, 3, 5, 4, 6, 1, 2)
         grad = grad.reshape(groups * rh * rw, bh * bw * n, o)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_patches = torch.bmm(grad, weight.transpose(1, 2))  # (G*B, bh*bw*N, kh*kw*C)
-            index = _patch_rows(groups, n, (h, w), (rh, bh, rw, bw), kernel, stride, grad.device)
-            grad_x = grad.new_zeros(total * h * w, c).index_add_(0, index, grad_patches.view(-1, c))
-            grad_x = grad_x.view(total, h, w, c).permute(0, 3, 1, 2)
+            grad_x = _add_patch_gradients(grad_patches, input_shape, kernel, stride, (rh, bh, rw, bw), groups)
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(patches.transpose(1, 2), grad)
         if has_bias and ctx.needs_input_grad[2]:
