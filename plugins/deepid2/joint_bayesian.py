@@ -214,9 +214,6 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     1/images, no mean correction: the data are centred and the model mean is fixed).
     """
     lam, v = _generalised_eigh(s_mu, s_eps, stats.n_images, stats.n_people)
-    # An extrapolated (SQUAREM) S_mu may be indefinite: clipping l at 0 uses its positive
-    # semi-definite part in this basis, a valid model, at no extra decomposition.
-    lam = np.clip(lam, 0.0, None)
     back = s_eps @ v
     y = stats.sums @ v
     count_shrink = lam / (1.0 + stats.counts[:, None] * lam)  # one row per distinct count
@@ -229,7 +226,7 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     m_post = (stats.sizes * stats.counts) @ count_shrink  # the same, one term per image
     # log N(X | S_mu, S_eps) + const = -(N log det S_eps + sum_p log det(I + m_p L)
     #   + tr(inv(S_eps) X'X) - sum_p y_p' diag(l / (1 + m_p l)) y_p) / 2, with inv(S_eps) = V V'.
-    log_det = float(stats.sizes @ np.log1p(np.outer(stats.counts, lam)).sum(axis=1))
+    log_det = float(stats.sizes @ np.log1p(np.outer(stats.counts, np.clip(lam, 0.0, None))).sum(axis=1))
     explained = float(np.einsum("ij,ij->", z, y))
     log_det_eps = 2.0 * np.log(np.diag(np.linalg.cholesky(s_eps))).sum()
     loglik = -0.5 * (stats.n_images * log_det_eps + log_det + float(np.sum((stats.scatter @ v) * v)) - explained)
@@ -352,6 +349,12 @@ def _run_em(
     )
 
 
+def _psd(c: np.ndarray) -> np.ndarray:
+    """The nearest positive semi-definite matrix (negative eigenvalues set to zero)."""
+    eig, vec = np.linalg.eigh(_symmetric(c))
+    return _symmetric((vec * np.clip(eig, 0.0, None)) @ vec.T)
+
+
 def _squarem_cycle(
     step: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float]],
     s_mu: np.ndarray,
@@ -362,7 +365,7 @@ def _squarem_cycle(
     EM creeps along directions with little identity variance (each step removes a constant
     fraction of the remaining error); SQUAREM extrapolates from two EM steps along the
     observed path and takes one EM step from there. The extrapolated point is used only
-    when it is a valid model (S_eps positive definite; the step uses S_mu's semi-definite part) and
+    when it is a valid model (S_eps positive definite; S_mu is clipped to semi-definite) and
     its likelihood is at least that after the first step; otherwise the cycle returns the
     plain second EM step. Returns (S_mu, S_eps, EM steps spent).
     """
@@ -374,7 +377,7 @@ def _squarem_cycle(
     if v_norm == 0.0:
         return mu2, eps2, 2
     alpha = min(-np.sqrt(np.sum(r_mu**2) + np.sum(r_eps**2)) / v_norm, -1.0)
-    mu_x = _symmetric(s_mu - 2.0 * alpha * r_mu + alpha**2 * v_mu)
+    mu_x = _psd(s_mu - 2.0 * alpha * r_mu + alpha**2 * v_mu)
     eps_x = _symmetric(s_eps - 2.0 * alpha * r_eps + alpha**2 * v_eps)
     try:
         mu3, eps3, loglik_x = step(mu_x, eps_x)
