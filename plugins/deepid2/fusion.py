@@ -141,7 +141,7 @@ class PatchEnsembleVerifier(Verifier):
             raise ConfigError(f"verifier.pca_dims={cfg.pca_dims}: give positive PCA sizes, or null for pca_dim only")
         self.sets_: list[list[int]] = []
         self.set_dims_: list[Optional[int]] = []
-        self.dim_scores_: dict[tuple[tuple[int, ...], int], tuple[float, float]] = {}
+        self.dim_scores_: dict[tuple[int, ...], dict[int, tuple[float, float]]] = {}
         self.models: list[JointBayesianVerifier] = []
         self.svm: dict[str, np.ndarray] = {}
         self.heldout_: dict[tuple[int, ...], tuple[float, float]] = {}
@@ -150,8 +150,8 @@ class PatchEnsembleVerifier(Verifier):
     def _jb(self, pca_dim: Optional[int] = None) -> JointBayesianVerifier:
         c = self.cfg
         return JointBayesianVerifier(
-            pca_dim=c.pca_dim if pca_dim is None else pca_dim, pca_whiten=c.pca_whiten, em=c.em, max_iter=c.max_iter, tol=c.tol,
-            accelerate=c.accelerate, ridge=c.ridge,
+            pca_dim=c.pca_dim if pca_dim is None else pca_dim, pca_whiten=c.pca_whiten, em=c.em,
+            max_iter=c.max_iter, tol=c.tol, accelerate=c.accelerate, ridge=c.ridge,
         )
 
     def _columns(self, dim: int) -> list[np.ndarray]:
@@ -187,9 +187,9 @@ class PatchEnsembleVerifier(Verifier):
         def set_dim(members: tuple[int, ...]) -> Optional[int]:
             if self.cfg.pca_dims is None:
                 return self.cfg.pca_dim
-            for dim in self.cfg.pca_dims:
-                self.dim_scores_[members, int(dim)] = measured(pair_scores(members, int(dim)))
-            return max((int(d) for d in self.cfg.pca_dims), key=lambda d: self.dim_scores_[members, d])
+            scores = {int(d): measured(pair_scores(members, int(d))) for d in self.cfg.pca_dims}
+            self.dim_scores_[members] = scores
+            return max(scores, key=scores.__getitem__)
 
         self.sets_, self.set_dims_, self.heldout_, self.dim_scores_ = [], [], {}, {}
         self.heldout_pairs_ = len(same)
@@ -224,7 +224,7 @@ class PatchEnsembleVerifier(Verifier):
             return {"patches": list(members), "accuracy": acc, "auc": auc}
 
         def selected(members: tuple[int, ...], dim: Optional[int]) -> dict[str, Any]:
-            scored = {d: {"accuracy": acc, "auc": auc} for (m, d), (acc, auc) in self.dim_scores_.items() if m == members}
+            scored = {d: {"accuracy": acc, "auc": auc} for d, (acc, auc) in self.dim_scores_.get(members, {}).items()}
             return {**entry(members), "pca_dim": dim, **({"by_pca_dim": scored} if scored else {})}
 
         singles = [entry(k) for k in sorted(self.heldout_) if len(k) == 1]
