@@ -47,6 +47,14 @@ class TrainerConfig:
     checkpoint_every: steps between checkpoints (0: once per epoch over the training images).
     resume: continue from the last checkpoint of the same configuration, if any.
     max_seconds: stop training early after this many seconds (None: no limit); recorded.
+    verifier_holdout: share of each split's training people with 2+ images kept out of the
+      network's training, seeded by ``seed``; the verifier (and its PCA) is then fitted on them
+      alone. 0 (off) by default: network and verifier both see every training person. The DeepID2
+      paper trains its ConvNets on CelebFaces+A and Joint Bayesian on the disjoint CelebFaces+B,
+      so that the verifier learns how features vary for people the network never saw; on LFW the
+      price is fewer people for each. Pair protocols with per-split training only
+      (unrestricted_no_outside): with outside training data the verifier already sees unseen
+      people.
     """
 
     steps: int = 300
@@ -68,6 +76,7 @@ class TrainerConfig:
     log_every: int = 50
     amp: bool = False
     max_seconds: Optional[float] = None
+    verifier_holdout: float = 0.0
 
 
 @dataclass

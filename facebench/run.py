@@ -23,6 +23,7 @@ from facebench.audit import audit_identities
 from facebench.components import BuildContext, FaceData
 from facebench.config import ConfigError, reject_code_targets, to_plain
 from facebench.features import FLIP_MODES, extract_features
+from facebench.protocols.pairs import PairsProtocol
 from facebench.registry import Registry, get_registry
 from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, save_roc_plot, write_record, write_text
 from facebench.tracking import Tracker
@@ -103,6 +104,8 @@ def checkpoint_key(cfg: DictConfig) -> str:
     for k in VOLATILE_KEYS:
         plain.pop(k, None)
     plain.get("trainer", {}).pop("resume", None)
+    if not plain.get("trainer", {}).get("verifier_holdout", 1):  # off: keys of runs made before the option existed hold
+        plain["trainer"].pop("verifier_holdout")
     plain.get("protocol", {}).pop("folds", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -162,8 +165,37 @@ def plan_run(cfg: DictConfig) -> Plan:
         check = getattr(component, "check", None)
         if check:
             check()
+    _check_verifier_holdout(cfg, per_unit, protocol)
     tracker = GuardedTracker(registry.build("tracker", cfg.tracker, ctx))
     return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit)
+
+
+def _check_verifier_holdout(cfg: DictConfig, per_unit: bool, protocol: Any) -> None:
+    share = float(cfg.trainer.verifier_holdout)
+    if not 0.0 <= share < 1.0:
+        raise ConfigError(f"trainer.verifier_holdout={share}: use a share in [0, 1) (0: off)")
+    if share and not (per_unit and isinstance(protocol, PairsProtocol)):
+        raise ConfigError(
+            f"trainer.verifier_holdout={share} needs a pair protocol with per-split training on its own data "
+            f"(e.g. data=lfw protocol=lfw_view2); with data={cfg.data.name} protocol={cfg.protocol.name} "
+            "set it to 0"
+        )
+
+
+def hold_out_for_verifier(faces: FaceData, share: float, seed: int, where: str) -> tuple[FaceData, list[str]]:
+    """(the network's training faces, the verifier's people): a seeded ``share`` of the people
+    with 2+ images is taken out of ``faces`` (see ``trainer.verifier_holdout``)."""
+    counts = np.bincount(faces.labels, minlength=len(faces.names))
+    multi = np.flatnonzero(counts >= 2)
+    held = np.random.default_rng(seed).permutation(multi)[: int(round(share * len(multi)))]
+    if len(held) < 2 or len(faces.names) - len(held) < 2:
+        raise ConfigError(
+            f"trainer.verifier_holdout={share} holds out {len(held)} of the {len(faces.names)} training people of "
+            f"{where} ({len(multi)} with 2+ images); each side needs 2 or more: change the share"
+        )
+    is_held = np.zeros(len(faces.names), dtype=bool)
+    is_held[held] = True
+    return faces.subset(np.flatnonzero(~is_held[faces.labels])), sorted(faces.names[k] for k in held)
 
 
 def _training_identities(faces: FaceData, cfg: DictConfig, where: str) -> FaceData:
@@ -295,6 +327,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         audits.append(audit_identities(outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime))
     outcomes, unit_rows = [], []
     for unit in units:
+        fit_people: Optional[list[str]] = None
         if plan.per_unit_training:
             train_people = plan.protocol.train_people(bench, unit)
             faces = bench.faces.subset(bench.image_index_of(train_people))
@@ -302,6 +335,8 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
                 audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
             )
             faces = _training_identities(faces, cfg, unit.name)
+            if cfg.trainer.verifier_holdout:
+                faces, fit_people = hold_out_for_verifier(faces, float(cfg.trainer.verifier_holdout), int(cfg.seed), unit.name)
         else:
             faces = outside_faces
         t = time.perf_counter()
@@ -319,7 +354,8 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         timings["features_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
         verifier = plan.registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
-        outcome = plan.protocol.evaluate_unit(bench, unit, shared_features, verifier)
+        held_out = {"fit_people": fit_people} if fit_people is not None else {}
+        outcome = plan.protocol.evaluate_unit(bench, unit, shared_features, verifier, **held_out)
         timings["eval_seconds"] += time.perf_counter() - t
         outcomes.append(outcome)
         fit_report = getattr(verifier, "fit_report", None)
@@ -328,6 +364,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
                 "name": unit.name,
                 "train_identities": len(faces.names),
                 "train_images": len(faces.images),
+                **({"verifier_people": len(fit_people)} if fit_people is not None else {}),
                 "train_steps": stats.steps,
                 "train_seconds": round(stats.seconds, 3),
                 "images_per_second": round(stats.images_per_second, 1) if stats.images else None,

@@ -35,10 +35,10 @@ def write_images(images_dir: Path, size: tuple[int, int], people: dict[str, int]
 
 
 def write_protocol_files(proto_dir: Path, people: dict[str, int] = PEOPLE) -> None:
-    """View 1 (dev train/test) and View 2 (2 folds) files over ``people``."""
+    """View 1 (dev train/test) and View 2 (2 folds) files over ``people``, split in halves."""
     proto_dir.mkdir(parents=True, exist_ok=True)
     names = list(people)
-    train, test = names[:3], names[3:]
+    train, test = names[: len(names) // 2], names[len(names) // 2 :]
 
     def people_block(group: list[str]) -> list[str]:
         return [str(len(group))] + [f"{n}\t{people[n]}" for n in group]
@@ -56,12 +56,14 @@ def write_protocol_files(proto_dir: Path, people: dict[str, int] = PEOPLE) -> No
     (proto_dir / "pairs.txt").write_text("\n".join(["2\t1"] + pairs_block(train) + pairs_block(test)) + "\n")
 
 
-def make_lfw(root: Path, variant: str = "lfw-112X96", size: tuple[int, int] = (96, 112)) -> Path:
+def make_lfw(
+    root: Path, variant: str = "lfw-112X96", size: tuple[int, int] = (96, 112), people: dict[str, int] = PEOPLE
+) -> Path:
     """``root/<variant>/`` images and the protocol files beside it (in ``root`` or, for
     scikit-learn's ``lfw_home/...``, in ``lfw_home``); returns ``root``."""
     images = root / variant
-    write_images(images, size)
-    write_protocol_files(images.parent)
+    write_images(images, size, people)
+    write_protocol_files(images.parent, people)
     return root
 
 

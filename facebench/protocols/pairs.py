@@ -56,8 +56,20 @@ class PairsProtocol:
     def test_people(self, bench: PairsBenchmark, unit: EvalUnit) -> list[str]:
         return bench.people_of([unit.test])
 
-    def evaluate_unit(self, bench: PairsBenchmark, unit: EvalUnit, features: np.ndarray, verifier: Verifier) -> PairOutcome:
-        fit_index = bench.image_index_of(self.train_people(bench, unit))
+    def evaluate_unit(
+        self,
+        bench: PairsBenchmark,
+        unit: EvalUnit,
+        features: np.ndarray,
+        verifier: Verifier,
+        fit_people: Optional[list[str]] = None,
+    ) -> PairOutcome:
+        """``fit_people``: a subset of the training people to fit the verifier on (default: all of
+        them); thresholds are still chosen on every training fold's pairs."""
+        train_people = self.train_people(bench, unit)
+        if fit_people is not None and not set(fit_people) <= set(train_people):
+            raise ValueError(f"{unit.name}: the verifier's fit people must be training people of the split")
+        fit_index = bench.image_index_of(train_people if fit_people is None else fit_people)
         verifier.fit(features[fit_index], bench.faces.labels[fit_index])
 
         def scores(fold_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,11 @@ Then (paper's 7 x 25 = 175 of 200 nets suggests selections from disjoint pools; 
 not explicit, and this is the reading taken) ``sets`` selections of ``select`` patches each are
 made in turn, each from the patches no earlier selection took. With more than one set, an SVM
 (scikit-learn LinearSVC on standardised scores) is trained on the held-out pairs' vector of the
-sets' Joint Bayesian scores (models fitted without the held-out people, so the SVM sees honest
-scores); its decision value is the verifier's score. Finally every set's PCA + Joint Bayesian is
+sets' Joint Bayesian scores (models fitted without the held-out people, so the SVM does not
+see scores of the people the models were fitted on); its decision value is the verifier's score.
+The ConvNets, though, were trained on every training person, the held-out ones included (the
+paper trains its nets on CelebFaces+A and Joint Bayesian on the disjoint CelebFaces+B), so
+held-out scores run above test scores: on LFW folds 1-6, 4 points (README). Finally every set's PCA + Joint Bayesian is
 refitted on all training people, the models that score test pairs.
 
 Feature layout: the ensemble backbone concatenates per-patch blocks of ``block_dim`` (its
