@@ -103,9 +103,10 @@ def checkpoint_key(cfg: DictConfig) -> str:
     plain = to_plain(cfg)
     for k in VOLATILE_KEYS:
         plain.pop(k, None)
-    plain.get("trainer", {}).pop("resume", None)
-    if not plain.get("trainer", {}).get("verifier_holdout", 1):  # off: keys of runs made before the option existed hold
-        plain["trainer"].pop("verifier_holdout")
+    trainer = plain.get("trainer", {})
+    trainer.pop("resume", None)
+    if trainer.get("verifier_holdout") == 0:  # off: runs made before the option existed keep their keys
+        trainer.pop("verifier_holdout")
     plain.get("protocol", {}).pop("folds", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -22,10 +22,11 @@ made in turn, each from the patches no earlier selection took. With more than on
 (scikit-learn LinearSVC on standardised scores) is trained on the held-out pairs' vector of the
 sets' Joint Bayesian scores (models fitted without the held-out people, so the SVM does not
 see scores of the people the models were fitted on); its decision value is the verifier's score.
-The ConvNets, though, were trained on every training person, the held-out ones included (the
-paper trains its nets on CelebFaces+A and Joint Bayesian on the disjoint CelebFaces+B), so
-held-out scores run above test scores: on LFW folds 1-6, 4 points (README). Finally every set's PCA + Joint Bayesian is
-refitted on all training people, the models that score test pairs.
+Unless ``trainer.verifier_holdout`` keeps people out of the ConvNets' training, the nets were
+trained on the held-out people too (the paper trains its nets on CelebFaces+A and Joint Bayesian
+on the disjoint CelebFaces+B), so held-out scores run above test scores: on LFW folds 1-6, by 4
+points (README). Finally every set's PCA + Joint Bayesian is refitted on all the people ``fit``
+was given, the models that score test pairs.
 
 Feature layout: the ensemble backbone concatenates per-patch blocks of ``block_dim`` (its
 per-net feature size); with ``features_flip = concat`` the mirrored face's blocks follow in the
