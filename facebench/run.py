@@ -183,20 +183,42 @@ def _check_verifier_holdout(cfg: DictConfig, per_unit: bool, protocol: Any) -> N
         )
 
 
-def hold_out_for_verifier(faces: FaceData, share: float, seed: int, where: str) -> tuple[FaceData, list[str]]:
-    """(the network's training faces, the verifier's people): a seeded ``share`` of the people
-    with 2+ images is taken out of ``faces`` (see ``trainer.verifier_holdout``)."""
-    counts = np.bincount(faces.labels, minlength=len(faces.names))
-    multi = np.flatnonzero(counts >= 2)
+def verifier_people(names: list[str], counts: np.ndarray, share: float, seed: int, where: str) -> list[str]:
+    """The people a split's verifier is fitted on and its network never sees: a seeded ``share``
+    of the training people with 2+ images (``names`` in label order, ``counts`` their images;
+    see ``trainer.verifier_holdout``)."""
+    multi = np.flatnonzero(np.asarray(counts) >= 2)
     held = np.random.default_rng(seed).permutation(multi)[: int(round(share * len(multi)))]
-    if len(held) < 2 or len(faces.names) - len(held) < 2:
+    if len(held) < 2 or len(names) - len(held) < 2:
         raise ConfigError(
-            f"trainer.verifier_holdout={share} holds out {len(held)} of the {len(faces.names)} training people of "
+            f"trainer.verifier_holdout={share} holds out {len(held)} of the {len(names)} training people of "
             f"{where} ({len(multi)} with 2+ images); each side needs 2 or more: change the share"
         )
-    is_held = np.zeros(len(faces.names), dtype=bool)
-    is_held[held] = True
-    return faces.subset(np.flatnonzero(~is_held[faces.labels])), sorted(faces.names[k] for k in held)
+    return sorted(names[k] for k in held)
+
+
+def _verifier_people_by_unit(cfg: DictConfig, plan: Plan, bench: Any, units: list[Any]) -> dict[str, list[str]]:
+    """Every split's verifier people, chosen from labels alone so that a share that does not fit
+    some split is refused before the first split trains."""
+    share = float(cfg.trainer.verifier_holdout)
+    if not (share and plan.per_unit_training):
+        return {}
+    min_images = int(cfg.trainer.min_images_per_identity)
+    chosen = {}
+    for unit in units:
+        index = bench.image_index_of(plan.protocol.train_people(bench, unit))
+        ids, counts = np.unique(bench.faces.labels[index], return_counts=True)
+        trained = counts >= min_images  # the identities _training_identities keeps, in label order
+        names = [bench.faces.names[k] for k in ids[trained]]
+        chosen[unit.name] = verifier_people(names, counts[trained], share, int(cfg.seed), unit.name)
+    return chosen
+
+
+def without_people(faces: FaceData, people: list[str]) -> FaceData:
+    """``faces`` less every image of ``people``."""
+    dropped = set(people)
+    keep = np.array([name not in dropped for name in faces.names], dtype=bool)
+    return faces.subset(np.flatnonzero(keep[faces.labels]))
 
 
 def _training_identities(faces: FaceData, cfg: DictConfig, where: str) -> FaceData:
@@ -312,6 +334,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     record["protocol"]["units_total"] = len(bench.units)
     record["benchmark"] = {**bench.info, **skipped_images(bench.faces)}
     checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
+    verifier_people_by_unit = _verifier_people_by_unit(cfg, plan, bench, units)
     audits = []
     shared: Optional[tuple[Any, TrainStats]] = None
     shared_features: Optional[np.ndarray] = None
@@ -336,8 +359,9 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
                 audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
             )
             faces = _training_identities(faces, cfg, unit.name)
-            if cfg.trainer.verifier_holdout:
-                faces, fit_people = hold_out_for_verifier(faces, float(cfg.trainer.verifier_holdout), int(cfg.seed), unit.name)
+            if unit.name in verifier_people_by_unit:
+                fit_people = verifier_people_by_unit[unit.name]
+                faces = without_people(faces, fit_people)
         else:
             faces = outside_faces
         t = time.perf_counter()

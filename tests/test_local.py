@@ -159,3 +159,25 @@ def test_gradcheck_equal_regions(in_size, stride, kwargs):
         x, lc.position_weight(), lc.position_bias(), lc.kernel_size, lc.stride, lc.padding, lc.out_size
     )
     assert_close(lc(x), naive)
+
+
+@pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last])
+def test_stacked_layers_with_either_gradient_layout(grad_layout):
+    """The output is written channels-last and the input gradient comes back in another layout:
+    a layer fed by another (as DeepID2's conv4 by conv3), and gradients arriving in either
+    memory layout, still give the per-position loop's values and gradients."""
+    torch.manual_seed(0)
+    first = LocallyConnected2d(2, 3, (5, 5), 2, block=2).to(D)
+    second = LocallyConnected2d(3, 4, first.out_size, 2).to(D)
+    x = torch.randn(3, 2, 5, 5, dtype=D, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    assert first.uniform
+    y = second(torch.relu(first(x)))
+    blocks = lambda i, j: (i // 2) * 2 + j // 2  # noqa: E731 - first's 2x2 blocks over a 4x4 map
+    y_ref = loop_reference(torch.relu(loop_reference(x_ref, first, blocks)), second, lambda i, j: i * 3 + j)
+    assert_close(y, y_ref)
+    g = torch.randn_like(y_ref).contiguous(memory_format=grad_layout)
+    grads = torch.autograd.grad(y, [x, first.weight, second.weight], g)
+    grads_ref = torch.autograd.grad(y_ref, [x_ref, first.weight, second.weight], g)
+    for got, want in zip(grads, grads_ref):
+        assert_close(got, want)

@@ -12,7 +12,7 @@ from facebench.components import FaceData
 from facebench.config import ConfigError, compose
 from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
 from facebench.protocols.pairs import PairsProtocol
-from facebench.run import checkpoint_key, execute, hold_out_for_verifier, plan_run
+from facebench.run import checkpoint_key, execute, plan_run, verifier_people, without_people
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,20 +23,25 @@ def _faces(counts: list[int]) -> FaceData:
     return FaceData(np.zeros((len(labels), 1, 2, 2), np.uint8), labels, names, [f"k{i}" for i in range(len(labels))])
 
 
+def _held(faces: FaceData, share: float, seed: int, where: str = "fold1") -> list[str]:
+    return verifier_people(faces.names, np.bincount(faces.labels), share, seed, where)
+
+
 def test_held_out_people_have_two_images_and_leave_the_training_faces() -> None:
     faces = _faces([1, 3, 2, 1, 4, 2, 2, 5, 1, 3, 2, 2])  # 9 people with 2+ images
-    train, held = hold_out_for_verifier(faces, 0.34, seed=0, where="fold1")
+    held = _held(faces, 0.34, seed=0)
+    train = without_people(faces, held)
     counts = dict(zip(faces.names, np.bincount(faces.labels)))
     assert len(held) == 3 and all(counts[p] >= 2 for p in held)
     assert set(train.names) == set(faces.names) - set(held)
     assert len(train.images) == len(faces.images) - sum(counts[p] for p in held)
-    assert hold_out_for_verifier(faces, 0.34, seed=0, where="fold1")[1] == held
-    assert hold_out_for_verifier(faces, 0.34, seed=1, where="fold1")[1] != held
+    assert _held(faces, 0.34, seed=0) == held
+    assert _held(faces, 0.34, seed=1) != held
 
 
 def test_too_small_a_share_is_refused_with_the_key() -> None:
     with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=0.1 holds out 1 of .* fold3"):
-        hold_out_for_verifier(_faces([2] * 6), 0.1, seed=0, where="fold3")
+        _held(_faces([2] * 6), 0.1, seed=0, where="fold3")
 
 
 def test_verifier_is_fitted_on_the_given_people_only() -> None:
@@ -79,3 +84,17 @@ def test_lfw_run_trains_without_the_held_out_people(tmp_path) -> None:
     stored = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for unit in stored["units"]:
         assert unit["verifier_people"] == 4 and unit["train_identities"] == 4
+
+
+def test_a_share_that_misfits_a_later_split_is_refused_before_any_split_trains(tmp_path) -> None:
+    # Split fold1 trains on the second half (8 people with 2+ images), fold2 on the first half
+    # (one person with 2 images): 0.5 fits fold1 only.
+    people = {f"Person_{k:02d}": (2 if k in (0, 1) else 1) if k < 8 else 3 for k in range(16)}
+    people["Person_01"] = 1
+    root = make_lfw(tmp_path / "lfw", people=people)
+    cfg = compose(["+method=deepid", "data=lfw", f"data.root={root}", "trainer.steps=2", "trainer.pk_identities=4",
+                   "trainer.pk_images=2", "trainer.checkpoint_every=1", "verifier.pca_dim=null", "device=cpu",
+                   f"results_root={tmp_path}", "trainer.verifier_holdout=0.5"])
+    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=0.5 holds out \d of the \d+ training people of fold2"):
+        execute(cfg, tmp_path / "run")
+    assert not list((tmp_path / "checkpoints").glob("*/*.pt")), "a split trained before the share was checked"

@@ -20,10 +20,12 @@ and turning that into the (L, N, K) batch the matmul needs, then turning the gra
 back, costs general-permutation copies and ``bmm`` backward on non-contiguous gradients
 copies once per position. On CPU that made the layer 2x slower than ``nn.Conv2d``. Here
 patches are gathered from a channels-last copy of the input (contiguous runs of kw*C
-values), the gradient is made contiguous once, and the input gradient is scattered back
-with one ``index_add_``. A shared kernel's positions are rows of one product (DeepID2's
-conv3: 20 products of 512 rows rather than 80 of 128), which also saves copying each
-kernel to its positions and summing their gradients back.
+values), the output is written channels-last (runs of O values), the gradient is made
+contiguous once, and the input gradient is added back with one strided add per kernel
+offset. A shared kernel's positions are rows of one product (DeepID2's conv3: 20 products
+of 512 rows rather than 80 of 128), which also saves copying each kernel to its positions
+and summing their gradients back. Each of these choices was measured with
+``python -m facebench.bench --only local``.
 """
 from __future__ import annotations
 
@@ -83,22 +85,27 @@ def _region_of_positions(row_sizes: list[int], col_sizes: list[int]) -> torch.Te
 Layout = tuple[int, int, int, int]
 
 
-def _add_patch_gradients(grad_patches: torch.Tensor, input_shape: torch.Size, kernel: tuple[int, int],
+def _add_patch_gradients(grad_patches_t: torch.Tensor, input_shape: torch.Size, kernel: tuple[int, int],
                          stride: tuple[int, int], layout: Layout, groups: int) -> torch.Tensor:
-    """The input gradient from the patches' gradient (G*B, bh*bw*N, kh*kw*C): one strided add per
-    kernel offset (kh*kw adds of the whole map) into a channels-last buffer, rather than a
-    scatter of every patch value by index."""
+    """The input gradient from the patches' gradient, transposed: (G*B, kh*kw*C, bh*bw*N).
+
+    One strided add per kernel offset (kh*kw adds of the whole map), not a scatter of every
+    patch value by index. The buffer is (G, C, H, W, N), so both sides of each add move in
+    contiguous runs of N samples (with the patches' own (kh*kw*C)-long rows as the source the
+    runs were C values long, and the adds took twice as long: measured at DeepID2's conv3). The
+    result is a (G*N, C, H, W) view of it when G is 1.
+    """
     (total, c, h, w), (kh, kw), (sh, sw), (rh, bh, rw, bw) = input_shape, kernel, stride, layout
     n, ho, wo = total // groups, rh * bh, rw * bw
-    patches = grad_patches.view(groups, rh, rw, bh, bw, n, kh, kw, c)
-    grad_x = grad_patches.new_zeros(groups, n, h, w, c)
+    patches = grad_patches_t.view(groups, rh, rw, kh, kw, c, bh, bw, n)
+    grad_x = grad_patches_t.new_zeros(groups, c, h, w, n)
     for i in range(kh):
         for j in range(kw):
             window = grad_x[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
-            window.unflatten(2, (rh, bh)).unflatten(4, (rw, bw)).permute(0, 2, 4, 3, 5, 1, 6).add_(
-                patches[:, :, :, :, :, :, i, j]
+            window.unflatten(2, (rh, bh)).unflatten(4, (rw, bw)).permute(0, 2, 4, 1, 3, 5, 6).add_(
+                patches[:, :, :, i, j]
             )
-    return grad_x.view(total, h, w, c).permute(0, 3, 1, 2)
+    return grad_x.permute(0, 4, 1, 2, 3).reshape(total, c, h, w)
 
 
 class _LocalMatmul(torch.autograd.Function):
@@ -121,15 +128,23 @@ class _LocalMatmul(torch.autograd.Function):
         patches = x.permute(0, 2, 3, 1).contiguous().unfold(1, kh, stride[0]).unfold(2, kw, stride[1])
         patches = patches.reshape(groups, n, rh, bh, rw, bw, c, kh, kw).permute(0, 2, 4, 3, 5, 1, 7, 8, 6)
         patches = patches.reshape(groups * rh * rw, bh * bw * n, kh * kw * c)
-        out = torch.bmm(patches, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), patches, weight)
+        out = torch.bmm(patches, weight)
         ctx.save_for_backward(patches, weight)
         ctx.geometry = (x.shape, kernel, stride, layout, groups, bias is not None)
         # A fresh tensor, not a view: callers may modify it in place (ReLU(inplace=True)).
+        # Channels-last, so that reordering the product moves runs of O values (into NCHW
+        # memory it moved single values and took as long as a third of the matmul, measured
+        # at DeepID2's conv3), and a following locally connected layer reads it without a copy.
+        # The bias is added in the same pass.
         o = out.shape[2]
-        y = out.new_empty(groups * n, o, rh * bh, rw * bw)
-        y.view(groups, n, o, rh, bh, rw, bw).copy_(
-            out.view(groups, rh, rw, bh, bw, n, o).permute(0, 5, 6, 1, 3, 2, 4)
-        )
+        y = torch.empty(groups * n, o, rh * bh, rw * bw, dtype=out.dtype, device=out.device,
+                        memory_format=torch.channels_last)
+        blocks = y.view(groups, n, o, rh, bh, rw, bw)
+        product = out.view(groups, rh, rw, bh, bw, n, o).permute(0, 5, 6, 1, 3, 2, 4)
+        if bias is None:
+            blocks.copy_(product)
+        else:
+            torch.add(product, bias.view(groups, 1, rh, 1, rw, 1, o).permute(0, 1, 6, 2, 3, 4, 5), out=blocks)
         return y
 
     @staticmethod
@@ -142,8 +157,8 @@ class _LocalMatmul(torch.autograd.Function):
         grad = grad.reshape(groups * rh * rw, bh * bw * n, o)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_patches = torch.bmm(grad, weight.transpose(1, 2))  # (G*B, bh*bw*N, kh*kw*C)
-            grad_x = _add_patch_gradients(grad_patches, input_shape, kernel, stride, (rh, bh, rw, bw), groups)
+            grad_patches_t = torch.bmm(weight, grad.transpose(1, 2))  # (G*B, kh*kw*C, bh*bw*N)
+            grad_x = _add_patch_gradients(grad_patches_t, input_shape, kernel, stride, (rh, bh, rw, bw), groups)
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(patches.transpose(1, 2), grad)
         if has_bias and ctx.needs_input_grad[2]:
