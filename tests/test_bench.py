@@ -114,3 +114,22 @@ def test_blufr_baseline_reads_the_same_figures_as_the_protocol() -> None:
                                                              JointBayesianVerifier())
     base = straightforward_trial(JointBayesianVerifier(), features, labels, trial)
     assert base["vr"] == pytest.approx(ours.vr, abs=2e-3) and base["dir"] == pytest.approx(ours.dir)
+
+
+def test_end_to_end_peak_memory_is_the_runs_own_not_the_benchs() -> None:
+    """A child's ru_maxrss counts the process it was forked from: the bench, holding 400 MB here,
+    must not be charged to a run that needs a few tens of MB."""
+    import subprocess
+    import sys
+
+    from facebench.bench.end_to_end import PEAK_WRAPPER, peak_gb
+
+    held = np.ones(400_000_000, dtype=np.uint8)  # touched pages: resident
+    small = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    proc = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *small], capture_output=True, text=True)
+    assert proc.returncode == 3, "the wrapper passes on the run's exit status"
+    assert peak_gb(proc.stderr) < 0.2
+    big = [sys.executable, "-c", "import numpy as np; np.ones(300_000_000, np.uint8)"]
+    assert 0.3 < peak_gb(subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *big], capture_output=True,
+                                        text=True).stderr) < 0.6
+    assert held.sum() == 400_000_000
