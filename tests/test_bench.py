@@ -6,6 +6,8 @@ in the bench's own output.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import torch
 
 from facebench.bench.__main__ import main
 from facebench.bench.blufr import straightforward_trial
+from facebench.bench.end_to_end import PEAK_WRAPPER, peak_gb
 from facebench.bench.report import Row
 from facebench.bench.runner import BenchContext, run_suite
 from facebench.bench.timing import Stats
@@ -119,11 +122,6 @@ def test_blufr_baseline_reads_the_same_figures_as_the_protocol() -> None:
 def test_end_to_end_peak_memory_is_the_runs_own_not_the_benchs() -> None:
     """A child's ru_maxrss counts the process it was forked from: the bench, holding 400 MB here,
     must not be charged to a run that needs a few tens of MB."""
-    import subprocess
-    import sys
-
-    from facebench.bench.end_to_end import PEAK_WRAPPER, peak_gb
-
     held = np.ones(400_000_000, dtype=np.uint8)  # touched pages: resident
     small = [sys.executable, "-c", "import sys; sys.exit(3)"]
     proc = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *small], capture_output=True, text=True)
