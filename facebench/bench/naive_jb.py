@@ -28,11 +28,15 @@ class NaiveJointBayesian(NamedTuple):
     G: np.ndarray
 
 
-def naive_joint_bayesian_fit(x: np.ndarray, labels: np.ndarray, n_iter: int, em: str = "posterior") -> NaiveJointBayesian:
+def naive_joint_bayesian_fit(
+    x: np.ndarray, labels: np.ndarray, n_iter: int, em: str = "posterior", expand: bool = False
+) -> NaiveJointBayesian:
     """Per-person loop EM for ``n_iter`` iterations (people with one image left out).
 
     ``em`` is the plugin's option: "point" (the public implementation's updates) or
-    "posterior" (exact EM: posterior covariances added, moment-corrected start).
+    "posterior" (exact EM: posterior covariances added, moment-corrected start). ``expand``
+    (posterior only) is the plugin's ``accelerate="px"``, written the long way: the loading
+    regressed from per-person sums of outer products, then per-image residuals under it.
     """
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels)
@@ -62,7 +66,15 @@ def naive_joint_bayesian_fit(x: np.ndarray, labels: np.ndarray, n_iter: int, em:
             m = len(p)
             mu_hat.append((to_mu[m] @ p.T).sum(axis=1))
             eps_hat.append(p + (to_eps[m] @ p.T).sum(axis=1))
-        if em == "posterior":
+        if em == "posterior" and expand:
+            t_xm = sum(np.outer(p.sum(axis=0), mu) for p, mu in zip(people, mu_hat))
+            t_mm = sum(len(p) * (np.outer(mu, mu) + post[len(p)]) for p, mu in zip(people, mu_hat))
+            loading = t_xm @ np.linalg.pinv(t_mm)
+            resid = np.concatenate([p - loading @ mu for p, mu in zip(people, mu_hat)])
+            s_eps = (resid.T @ resid + loading @ sum(len(p) * post[len(p)] for p in people) @ loading.T) / n_images
+            second = sum(np.outer(mu, mu) + post[len(p)] for p, mu in zip(people, mu_hat)) / len(people)
+            s_mu = loading @ second @ loading.T
+        elif em == "posterior":
             mus, epss = np.array(mu_hat), np.concatenate(eps_hat)
             s_mu = (mus.T @ mus + sum(post[len(p)] for p in people)) / len(people)
             s_eps = (epss.T @ epss + sum(len(p) * post[len(p)] for p in people)) / n_images

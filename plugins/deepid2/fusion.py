@@ -87,7 +87,7 @@ class EnsembleVerifierConfig(VerifierConfig):
     em: str = "posterior"
     max_iter: int = 100
     tol: float = 1e-4
-    accelerate: bool = True
+    accelerate: str = "px"
     ridge: float = 1e-3
 
 
@@ -143,6 +143,7 @@ class PatchEnsembleVerifier(Verifier):
             raise ConfigError(f"verifier.select={cfg.select}, verifier.sets={cfg.sets}: both must be >= 1")
         if cfg.pca_dims is not None and (not cfg.pca_dims or any(int(d) < 1 for d in cfg.pca_dims)):
             raise ConfigError(f"verifier.pca_dims={cfg.pca_dims}: give positive PCA sizes, or null for pca_dim only")
+        self._jb()  # its settings (em, accelerate) are checked now, not after training
         self.sets_: list[list[int]] = []
         self.set_dims_: list[Optional[int]] = []
         self.dim_scores_: dict[tuple[int, ...], dict[int, tuple[float, float]]] = {}

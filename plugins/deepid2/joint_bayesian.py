@@ -16,8 +16,13 @@ positive term every iteration; with LFW's few images per person the fit gets wor
 it runs. The default ``em="posterior"`` is exact EM: S_mu = mean over people of
 mu_hat mu_hat' + Cov[mu | x], S_eps = mean over images of eps_hat eps_hat' + Cov[mu | x],
 started from the moment estimates (within scatter / (images - people), and the covariance of
-person means less mean(1/m) S_eps). Both stop when the relative (Frobenius) change of S_eps is
-below ``tol``.
+person means less mean(1/m) S_eps). Its steps are parameter-expanded by default
+(``accelerate="px"``, PX-EM): the moment start clips S_mu's negative directions to zero, and a
+plain EM step can never leave such a null direction (its posterior identity there is zero), so
+plain EM, and SQUAREM built on it, converge to the best fit *with that null space* and stop
+there; measured on LFW View 2 fold 1 features (1,493 people, PCA 180), plain EM after 3,000
+steps is 1,060 log-likelihood units below PX-EM after 27. Both stop when the relative
+(Frobenius) change of S_eps is below ``tol``.
 
 How it is computed, and why. The E-step terms depend on a person only through m, and two
 identities (F + m G_m = inv(m S_mu + S_eps), S_eps G_m = -S_mu inv(m S_mu + S_eps)) give
@@ -66,6 +71,10 @@ from facebench.config import ConfigError
 from facebench.verifiers import ProjectedVerifier, VerifierConfig
 
 EM_UPDATES = ("posterior", "point")
+ACCELERATIONS = ("px", "squarem", "none")
+# Generalised eigenvalues (identity-to-noise variance ratios) below this fraction of the
+# largest are treated as no identity variance by the parameter-expanded step.
+NULL_IDENTITY = 1e-12
 # Up to this size the EM's d x d products run faster on one BLAS thread than on several
 # (measured: 2,000 people x 180 dims on 2 cores, 3x faster single-threaded).
 SINGLE_THREAD_MAX_DIM = 512
@@ -195,13 +204,15 @@ class _Statistics:
         return len(self.sums)
 
 
-def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -> tuple[np.ndarray, np.ndarray, float]:
+def _em_step(
+    s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str, expand: bool = False
+) -> tuple[np.ndarray, np.ndarray, float]:
     """One EM iteration on sufficient statistics; returns the new (S_mu, S_eps) and the
     log-likelihood of the given ones (up to a constant; see the comment at ``loglik``).
 
     In the generalised eigenbasis (S_mu V = S_eps V diag(l), V' S_eps V = I, so inv(V) = B'
     with B = S_eps V) the E-step is mu_hat_p = B z_p with z_p = diag(l / (1 + m_p l)) y_p and
-    y_p = V' s_p, and eps_hat_j = x_j - mu_hat_p. The M-step needs
+    y_p = V' s_p (so s_p = B y_p), and eps_hat_j = x_j - mu_hat_p. The M-step needs
         sum_p mu_hat_p mu_hat_p'           = B (sum_p z_p z_p') B',
         sum_j eps_hat_j eps_hat_j'          = X'X - B (sum_p y_p z_p' + z_p y_p' - m_p z_p z_p') B',
     i.e. products of the people's y and z rows over all people, whatever the number of distinct
@@ -212,16 +223,25 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     ``em="posterior"`` adds the posterior covariance Cov[mu | x_p] = B diag(l / (1 + m_p l)) B'
     (which is also Cov[eps_j | x_p]) and uses the maximum-likelihood normalisation (1/people,
     1/images, no mean correction: the data are centred and the model mean is fixed).
+
+    ``expand`` (posterior only) is the parameter-expanded M-step (PX-EM; Liu, Rubin and Wu,
+    Biometrika 1998): the complete-data model gets a d x d loading, x = Gamma mu + eps, fitted
+    by regressing the images on their person's posterior identity, Gamma = T_xm inv(T_mm) with
+    T_xm = sum_p s_p E[mu_p]' = B R B' and T_mm = sum_p m_p E[mu_p mu_p'] = B M B'; then
+    S_eps = (X'X - T_xm inv(T_mm) T_xm') / images and S_mu = Gamma (sum_p E[mu_p mu_p'] /
+    people) Gamma'. Same fixed points and the likelihood still never falls, but a step also
+    rescales the identity part, which plain EM can only creep towards: where the data say an
+    identity direction has (almost) no variance, plain EM shrinks S_mu there by a constant
+    fraction per step and never arrives. A direction whose l is numerically zero carries no
+    identity and keeps S_mu = 0 there (its z column is zero and T_mm is singular there).
     """
     lam, v = _generalised_eigh(s_mu, s_eps, stats.n_images, stats.n_people)
     back = s_eps @ v
     y = stats.sums @ v
     count_shrink = lam / (1.0 + stats.counts[:, None] * lam)  # one row per distinct count
+    if expand:
+        count_shrink[:, lam <= NULL_IDENTITY * lam.max()] = 0.0
     z = np.repeat(count_shrink, stats.sizes, axis=0) * y
-    # zy + zy' - mzz = zu + zu' with u = y - m z / 2, so the people enter through two products:
-    # Z'Z (symmetric: BLAS syrk, half the multiply-adds) and Z'U.
-    zz = _gram(z)
-    zu = z.T @ (y - 0.5 * stats.m[:, None] * z)
     post = stats.sizes @ count_shrink  # sum_p diag(l / (1 + m_p l)): the people's posterior covariances
     m_post = (stats.sizes * stats.counts) @ count_shrink  # the same, one term per image
     # log N(X | S_mu, S_eps) + const = -(N log det S_eps + sum_p log det(I + m_p L)
@@ -230,6 +250,17 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     explained = float(np.einsum("ij,ij->", z, y))
     log_det_eps = 2.0 * np.log(np.diag(np.linalg.cholesky(s_eps))).sum()
     loglik = -0.5 * (stats.n_images * log_det_eps + log_det + float(np.sum((stats.scatter @ v) * v)) - explained)
+    zz = z.T @ z
+    if expand:
+        zy = z.T @ y  # R' with R = sum_p y_p z_p'
+        root_m_z = np.sqrt(stats.m)[:, None] * z
+        t_mm = root_m_z.T @ root_m_z + np.diag(m_post)  # Z' diag(m) Z as a symmetric product (syrk)
+        gamma = _solve_psd(t_mm, zy).T  # R inv(M): the loading in the eigenbasis
+        s_mu_new = back @ (gamma @ (zz + np.diag(post)) @ gamma.T) @ back.T / stats.n_people
+        s_eps_new = (stats.scatter - back @ (gamma @ zy) @ back.T) / stats.n_images
+        return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
+    # zy + zy' - mzz = zu + zu' with u = y - m z / 2: the people enter through Z'Z and Z'U.
+    zu = z.T @ (y - 0.5 * stats.m[:, None] * z)
     if em == "posterior":
         s_mu_new = back @ (zz + np.diag(post)) @ back.T / stats.n_people
         s_eps_new = (stats.scatter - back @ (zu + zu.T - np.diag(m_post)) @ back.T) / stats.n_images
@@ -242,6 +273,19 @@ def _em_step(s_mu: np.ndarray, s_eps: np.ndarray, stats: _Statistics, em: str) -
     return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
 
 
+def _solve_psd(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """inv(M) B for a positive semi-definite M whose zero rows and columns (directions without
+    identity variance) give zero rows of the result; the rest is solved by Cholesky after
+    scaling M to a unit diagonal (its entries scale with l, which spans many decades)."""
+    scale = np.sqrt(np.clip(np.diag(m), 0.0, None))
+    live = scale > 0.0
+    out = np.zeros_like(b)
+    s = scale[live]
+    factor = scipy.linalg.cho_factor(m[np.ix_(live, live)] / np.outer(s, s))
+    out[live] = scipy.linalg.cho_solve(factor, b[live] / s[:, None]) / s[:, None]
+    return out
+
+
 def fit_joint_bayesian(
     x: np.ndarray,
     labels: np.ndarray,
@@ -249,11 +293,14 @@ def fit_joint_bayesian(
     tol: float = 1e-4,
     ridge: float = 0.0,
     em: str = "posterior",
-    accelerate: bool = True,
+    accelerate: str = "px",
 ) -> JointBayesianModel:
     """Fit S_mu, S_eps by EM and derive A, G (see the module docstring for the choices).
 
-    ``tol=0, accelerate=False`` runs exactly ``max_iter`` plain EM steps (used to compare with
+    ``accelerate`` (exact EM only; ``em="point"`` always runs its plain update): "px" the
+    parameter-expanded EM step (see ``_em_step``), "squarem" SQUAREM extrapolation of plain
+    steps (the default before PX-EM; earlier records were made with it), "none" plain steps.
+    ``tol=0, accelerate="none"`` runs exactly ``max_iter`` plain EM steps (used to compare with
     reference EMs).
     Raises ValueError when fewer than two people have two or more images, or when S_eps is
     singular and ``ridge`` is 0.
@@ -264,6 +311,8 @@ def fit_joint_bayesian(
         raise ValueError(f"Joint Bayesian: need features (N, D) and N labels, got {x.shape} and {labels.shape}")
     if em not in EM_UPDATES:
         raise ValueError(f"Joint Bayesian: em={em!r}; use one of {', '.join(EM_UPDATES)}")
+    if accelerate not in ACCELERATIONS:
+        raise ValueError(f"Joint Bayesian: accelerate={accelerate!r}; use one of {', '.join(ACCELERATIONS)}")
     _, person, counts = np.unique(labels, return_inverse=True, return_counts=True)
     keep = counts[person] >= 2
     _, person, counts = np.unique(person[keep], return_inverse=True, return_counts=True)
@@ -316,20 +365,22 @@ def _run_em(
     tol: float,
     ridge: float,
     em: str,
-    accelerate: bool,
+    accelerate: str,
 ) -> JointBayesianModel:
     """The EM iterations and the final A, G (the arguments are ``fit_joint_bayesian``'s set-up).
 
     ``iterations`` counts EM steps (an accelerated cycle is three); ``tol`` applies to the change
     of S_eps over one step or one cycle.
     """
+    expand = accelerate == "px" and em == "posterior"
+
     def step(mu: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        new_mu, new_eps, loglik = _em_step(mu, eps, stats, em)
+        new_mu, new_eps, loglik = _em_step(mu, eps, stats, em, expand)
         return new_mu, _add_ridge(new_eps, ridge), loglik
 
     iterations, converged = 0, False
     while iterations < max_iter:
-        if accelerate and em == "posterior" and iterations + 3 <= max_iter:
+        if accelerate == "squarem" and em == "posterior" and iterations + 3 <= max_iter:
             new_mu, new_eps, used = _squarem_cycle(step, s_mu, s_eps)
         else:
             new_mu, new_eps, _ = step(s_mu, s_eps)
@@ -405,12 +456,17 @@ class JointBayesianConfig(VerifierConfig):
       shrinks as it runs and accuracy falls with the iteration count (a test shows it);
       exact EM does not. Keep "point" to reproduce the public implementation.
     max_iter, tol: EM stops after max_iter iterations or when the relative Frobenius change of
-      S_eps falls below tol. 1e-4: EM creeps in directions with almost no identity variance,
-      and tighter tolerances cost many iterations without changing the scores (2,000
-      synthetic people x 180 dims: A within 2e-5 of a 400-iteration fit after 14 iterations).
+      S_eps falls below tol. 1e-4: PX-EM then stops after 10 steps on the benchmark's 2,000
+      people x 180 dims and 20-27 on LFW View 2's training folds (synthetic features), within
+      a few log-likelihood units of its 400-step fit.
       The fitted model's ``converged`` flag says which ending happened.
-    accelerate: SQUAREM extrapolation of the exact EM (same fixed point, fewer steps; each
-      extrapolation is kept only when its likelihood does not drop). Off = plain EM steps.
+    accelerate: "px" (default): parameter-expanded EM steps for the exact EM (a higher
+      likelihood than plain EM reaches at all, in fewer steps; see the module docstring).
+      "squarem": SQUAREM extrapolation of plain steps, each kept only when its likelihood does
+      not drop: the default until PX-EM, kept so earlier records (``accelerate: true``) can
+      be reproduced. "none": plain EM steps. ``em="point"`` always runs plain steps.
+      Measured on View 1 (the tuning split; DeepID2 + BatchNorm, 1,100 steps, hold-out 0.3,
+      PCA 64): px 88.20% / AUC 0.9503 / EER 11.80%, squarem 87.60% / 0.9493 / 12.00%.
     ridge: adds ridge * trace(S_eps) / dim to S_eps's diagonal. 1e-3 by default here (the
       function's own default is 0): a briefly trained net's features can leave the
       within-person covariance rank-deficient even after PCA (collinear units: measured on LFW
@@ -425,7 +481,7 @@ class JointBayesianConfig(VerifierConfig):
     em: str = "posterior"
     max_iter: int = 100
     tol: float = 1e-4
-    accelerate: bool = True
+    accelerate: str = "px"
     ridge: float = 1e-3
 
 
@@ -439,12 +495,17 @@ class JointBayesianVerifier(ProjectedVerifier):
         em: str = "posterior",
         max_iter: int = 100,
         tol: float = 1e-4,
-        accelerate: bool = True,
+        accelerate: str = "px",
         ridge: float = 0.0,
     ) -> None:
         super().__init__(pca_dim=pca_dim, pca_whiten=pca_whiten)
         if em not in EM_UPDATES:
             raise ConfigError(f"verifier.em={em!r}: use one of {', '.join(EM_UPDATES)}")
+        if accelerate not in ACCELERATIONS:
+            raise ConfigError(
+                f"verifier.accelerate={accelerate!r}: use one of {', '.join(ACCELERATIONS)} (records made before "
+                "PX-EM say true, which meant squarem)"
+            )
         self.em = em
         self.max_iter = max_iter
         self.tol = tol
