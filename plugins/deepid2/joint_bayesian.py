@@ -229,8 +229,8 @@ def _em_step(
     by regressing the images on their person's posterior identity, Gamma = T_xm inv(T_mm) with
     T_xm = sum_p s_p E[mu_p]' = B R B' and T_mm = sum_p m_p E[mu_p mu_p'] = B M B'; then
     S_eps = (X'X - T_xm inv(T_mm) T_xm') / images and S_mu = Gamma (sum_p E[mu_p mu_p'] /
-    people) Gamma'. Same fixed points and the likelihood still never falls, but a step also
-    rescales the identity part, which plain EM can only creep towards: where the data say an
+    people) Gamma'. The likelihood never falls and its maxima are fixed points of both updates,
+    but a step also rotates and rescales the identity part, which plain EM can only creep towards: where the data say an
     identity direction has (almost) no variance, plain EM shrinks S_mu there by a constant
     fraction per step and never arrives. A direction whose l is numerically zero carries no
     identity and keeps S_mu = 0 there (its z column is zero and T_mm is singular there).
@@ -369,7 +369,7 @@ def _run_em(
 ) -> JointBayesianModel:
     """The EM iterations and the final A, G (the arguments are ``fit_joint_bayesian``'s set-up).
 
-    ``iterations`` counts EM steps (an accelerated cycle is three); ``tol`` applies to the change
+    ``iterations`` counts EM steps (a SQUAREM cycle is three); ``tol`` applies to the change
     of S_eps over one step or one cycle.
     """
     expand = accelerate == "px" and em == "posterior"
