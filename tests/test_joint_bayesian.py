@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from facebench.verifiers import CosineVerifier
 from facebench_plugins.deepid2.joint_bayesian import (
+    GRAM_MIN_PEOPLE,
     JointBayesianConfig,
     JointBayesianVerifier,
     fit_joint_bayesian,
@@ -36,6 +37,17 @@ def _model_data(
     mu = rng.multivariate_normal(np.zeros(dim), s_mu, size=n_people)
     eps = rng.multivariate_normal(np.zeros(dim), s_eps, size=len(labels))
     return mu[labels] + eps + offset, labels
+
+
+def _mixed_count_data() -> tuple[np.ndarray, np.ndarray]:
+    """Image counts shared by many people (2 and 3 images) beside counts held by a few (4-12):
+    the EM's people products take both of their routes (per-count Gram matrices, direct rows)."""
+    x_many, labels_many = _model_data(0, n_people=160, counts=(2, 3))
+    x_few, labels_few = _model_data(1, n_people=20, counts=(4, 12))
+    labels = np.r_[labels_many, labels_few + labels_many.max() + 1]
+    people_per_count = np.unique(np.bincount(labels), return_counts=True)[1]
+    assert people_per_count.max() >= GRAM_MIN_PEOPLE > people_per_count.min()
+    return np.r_[x_many, x_few], labels
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,9 +122,10 @@ def _pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     return np.r_[same, i[diff]], np.r_[same + 1, j[diff]], np.r_[np.ones(len(same)), np.zeros(len(diff))]
 
 
+@pytest.mark.parametrize("mixed_counts", [False, True], ids=["few-people-per-count", "mixed-counts"])
 @pytest.mark.parametrize("em", ["posterior", "point"])
-def test_matches_independent_per_person_em(em):
-    x, labels = _model_data(0)
+def test_matches_independent_per_person_em(em, mixed_counts):
+    x, labels = _mixed_count_data() if mixed_counts else _model_data(0)
     ref = _reference_em(x, labels, n_iter=15, em=em)
     model = fit_joint_bayesian(x, labels, max_iter=15, tol=0.0, em=em, accelerate="none")
     assert model.iterations == 15 and not model.converged
@@ -304,11 +317,12 @@ def test_unfitted_verifier_says_so():
         JointBayesianVerifier().score(np.zeros((1, 3)), np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("mixed_counts", [False, True], ids=["few-people-per-count", "mixed-counts"])
 @pytest.mark.parametrize("em, accelerate", [("posterior", "none"), ("point", "none"), ("posterior", "px")])
-def test_naive_benchmark_baseline_gives_the_same_model(em, accelerate):
+def test_naive_benchmark_baseline_gives_the_same_model(em, accelerate, mixed_counts):
     from facebench.bench.naive_jb import naive_joint_bayesian_fit
 
-    x, labels = _model_data(11)
+    x, labels = _mixed_count_data() if mixed_counts else _model_data(11)
     naive = naive_joint_bayesian_fit(x, labels, n_iter=8, em=em, expand=accelerate == "px")
     model = fit_joint_bayesian(x, labels, max_iter=8, tol=0.0, em=em, accelerate=accelerate)
     for key in ("mean", "S_mu", "S_eps", "A", "G"):
