@@ -316,7 +316,7 @@ def _em_step(
         s_mu_new = loading @ (zz + np.diag(post)) @ loading.T / stats.n_people
         s_eps_new = (stats.scatter - loading @ zy @ back.T) / stats.n_images
         return _symmetric(s_mu_new), _symmetric(s_eps_new), loglik
-    # zy + zy' - mzz = zu + zu' with u = y - m z / 2.
+    # Z'Y + Y'Z - Z'diag(m)Z = zu + zu' with zu = Z'Y - Z'diag(m)Z / 2.
     zu = zy - 0.5 * zmz
     if em == "posterior":
         s_mu_new = back @ (zz + np.diag(post)) @ back.T / stats.n_people
@@ -383,7 +383,7 @@ def fit_joint_bayesian(
     mean = x.mean(axis=0)
     x = x - mean
     # Per-person image sums (one sparse product), with the people ordered by image count so
-    # that each count's people are contiguous rows (their shrinkage is one repeated row).
+    # that each count's people are contiguous rows (a count's Gram matrix is over one slice).
     by_count = np.argsort(counts, kind="stable")
     row = np.empty_like(by_count)
     row[by_count] = np.arange(n_people)
