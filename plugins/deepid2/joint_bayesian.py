@@ -172,8 +172,7 @@ def _moment_start(within: np.ndarray, s_mu_means: np.ndarray, m: np.ndarray, n_i
     means vary less than the within-person noise predicts) is clipped to zero.
     """
     s_eps = _symmetric(within / (n_images - len(m)))
-    eig, vec = np.linalg.eigh(s_mu_means - np.mean(1.0 / m) * s_eps)
-    return s_eps, _symmetric((vec * np.clip(eig, 0.0, None)) @ vec.T)
+    return s_eps, _psd(s_mu_means - np.mean(1.0 / m) * s_eps)
 
 
 def _generalised_eigh(s_mu: np.ndarray, s_eps: np.ndarray, n_images: int, n_people: int) -> tuple[np.ndarray, np.ndarray]:
@@ -288,9 +287,9 @@ def _em_step(
     T_xm = sum_p s_p E[mu_p]' = B R B' and T_mm = sum_p m_p E[mu_p mu_p'] = B M B'; then
     S_eps = (X'X - T_xm inv(T_mm) T_xm') / images and S_mu = Gamma (sum_p E[mu_p mu_p'] /
     people) Gamma'. The likelihood never falls and its maxima are fixed points of both updates,
-    but a step also rotates and rescales the identity part, which plain EM can only creep towards: where the data say an
-    identity direction has (almost) no variance, plain EM shrinks S_mu there by a constant
-    fraction per step and never arrives. A direction whose l is numerically zero carries no
+    but a step also rotates and rescales the identity part, which plain EM can only creep
+    towards: where the data say an identity direction has (almost) no variance, plain EM shrinks
+    S_mu there by a constant fraction per step and never arrives. A direction whose l is numerically zero carries no
     identity and keeps S_mu = 0 there (its z column is zero and T_mm is singular there).
     """
     lam, v = _generalised_eigh(s_mu, s_eps, stats.n_images, stats.n_people)
