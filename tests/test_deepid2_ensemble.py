@@ -15,6 +15,7 @@ from facebench_plugins.deepid2.ensemble import DeepID2Ensemble, DeepID2EnsembleC
 from facebench_plugins.deepid2.fusion import EnsembleVerifierConfig, PatchEnsembleVerifier, patch_columns
 from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, MarginConfig
 from facebench_plugins.deepid2.selection import forward_backward_select
+from facebench_plugins.deepid2 import stacked
 from facebench_plugins.deepid2.stacked import BatchedLocal
 
 SMALL = dict(widths=[4, 6, 6, 8], feature_dim=12)
@@ -26,10 +27,13 @@ PATCHES = [
 ]
 
 
-@pytest.mark.parametrize("batchnorm", [False, True])
-def test_stacked_forward_and_gradients_equal_separate_nets(batchnorm):
+@pytest.mark.parametrize("net_by_net", [True, False], ids=["net-by-net stages (CPU)", "stacked stages (GPU)"])
+@pytest.mark.parametrize("batchnorm, conv3_sharing", [(False, "blocks"), (True, "blocks"), (True, "none")])
+def test_stacked_forward_and_gradients_equal_separate_nets(batchnorm, conv3_sharing, net_by_net, monkeypatch):
+    monkeypatch.setattr(stacked, "runs_net_by_net", lambda device: net_by_net)
     torch.manual_seed(0)
-    ensemble = DeepID2Ensemble(DeepID2EnsembleConfig(patches=PATCHES, batchnorm=batchnorm, **SMALL)).double()
+    cfg = DeepID2EnsembleConfig(patches=PATCHES, batchnorm=batchnorm, conv3_sharing=conv3_sharing, **SMALL)
+    ensemble = DeepID2Ensemble(cfg).double()
     assert ensemble.input_shape == (3, 112, 96) and ensemble.feature_dim == 4 * 12
     assert len(ensemble.groups) == 3  # (3, 55, 47) x 2, (3, 47, 47), (1, 47, 47)
     x = torch.rand(5, 3, 112, 96, dtype=torch.float64) * 2 - 1
@@ -52,6 +56,12 @@ def test_stacked_forward_and_gradients_equal_separate_nets(batchnorm):
             torch.testing.assert_close(group.fc.weight.grad[k], nets[i].fc.weight.grad, rtol=1e-9, atol=1e-11)
     ensemble.eval()
     torch.testing.assert_close(ensemble(x)[FEATURE][:, 36:], ensemble.patch_net(3).eval()(crop_patch(x, PATCHES[3]))[FEATURE])
+    if batchnorm:  # each net's running statistics and batch count, as its lone twin's
+        for group, members in zip(ensemble.groups, ensemble.members):
+            for k, i in enumerate(members):
+                twin = group.net(k)
+                for key in ("stage1.1.running_mean", "stage2.1.running_var", "stage2.1.num_batches_tracked"):
+                    torch.testing.assert_close(twin.state_dict()[key], nets[i].state_dict()[key], rtol=1e-9, atol=1e-11)
 
 
 def test_crop_patch_cuts_the_box_and_converts_to_grey():
