@@ -27,7 +27,7 @@ PATCHES = [
 ]
 
 
-@pytest.mark.parametrize("net_by_net", [True, False], ids=["net-by-net stages (CPU)", "stacked stages (GPU)"])
+@pytest.mark.parametrize("net_by_net", [True, False], ids=["net-by-net trunk (CPU)", "stacked batch (GPU)"])
 @pytest.mark.parametrize("batchnorm, conv3_sharing", [(False, "blocks"), (True, "blocks"), (True, "none")])
 def test_stacked_forward_and_gradients_equal_separate_nets(batchnorm, conv3_sharing, net_by_net, monkeypatch):
     monkeypatch.setattr(stacked, "runs_net_by_net", lambda device: net_by_net)
