@@ -83,7 +83,15 @@ class BatchedLinear(nn.Module):
         return torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2))
 
 
-class StackedConv2d(nn.Module):
+class _NetBlocks:
+    """The stacked forward of a layer that runs net by net anyway: its ``forward_net(x, g)`` on each
+    of the ``count`` nets' blocks of the batch, concatenated."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.forward_net(part, g) for g, part in enumerate(x.chunk(self.count))])
+
+
+class StackedConv2d(_NetBlocks, nn.Module):
     """G convolutions (stride 1, no padding) on net-major batches, one per net.
 
     ``weight`` (G*O, C, kh, kw) and ``bias`` (G*O) are laid out as a grouped convolution's.
@@ -97,23 +105,17 @@ class StackedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]))
         self.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.forward_net(part, g) for g, part in enumerate(x.chunk(self.count))])
-
     def forward_net(self, x: torch.Tensor, g: int) -> torch.Tensor:
         """Net g's convolution of net g's batch."""
         return F.conv2d(x, self.weight.chunk(self.count)[g], self.bias.chunk(self.count)[g])
 
 
-class StackedBatchNorm2d(nn.BatchNorm2d):
+class StackedBatchNorm2d(_NetBlocks, nn.BatchNorm2d):
     """G BatchNorm2d layers over net-major batches: net g's rows use channels [g*O, (g+1)*O)."""
 
     def __init__(self, num_features: int, count: int) -> None:
         super().__init__(num_features * count)
         self.count = count
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.forward_net(part, g) for g, part in enumerate(x.chunk(self.count))])
 
     def forward_net(self, x: torch.Tensor, g: int) -> torch.Tensor:
         """Net g's BatchNorm of net g's batch; the stacked batch is counted once, with net 0's block."""
