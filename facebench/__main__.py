@@ -15,7 +15,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from facebench import distributed
-from facebench.config import CONFIG_MODULE, ConfigError, register_core_configs, register_resolvers, reject_code_targets
+from facebench.config import (
+    CONFIG_MODULE, ConfigError, check_writable, register_core_configs, register_resolvers, reject_code_targets,
+)
 from facebench.errors import FacebenchError
 from facebench.registry import KINDS, Registry, RegistryError, get_registry
 
@@ -96,9 +98,8 @@ def check_code_targets(argv: list[str]) -> None:
     """Refuse ``_target_`` (and Hydra's other instantiation keys) in any override, as its key or
     nested in its value, before plugins load or Hydra creates a run directory.
 
-    ``plan_run`` checks the composed config again (which also covers config files); this check
-    only makes the refusal immediate and leaves nothing behind. Overrides Hydra cannot parse
-    are left to Hydra to report.
+    ``check_composed_config`` then covers what presets and config files add. Overrides Hydra
+    cannot parse are left to Hydra to report.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -109,7 +110,7 @@ def check_code_targets(argv: list[str]) -> None:
             (override,) = parser.parse_overrides([arg])
         except HydraException:
             continue
-        if override.is_delete() or override.key_or_group.split(".")[0] == "hydra":
+        if override.is_delete():
             continue
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
@@ -118,11 +119,52 @@ def check_code_targets(argv: list[str]) -> None:
             reject_code_targets(value)
 
 
+#: Hydra flags that take the next argument as their value.
+FLAGS_WITH_VALUE = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg", "-p",
+                    "--package", "--experimental-rerun")
+
+
+def check_composed_config(argv: list[str]) -> None:
+    """Compose the config as Hydra is about to (presets, config files, ``--config-dir``) and refuse
+    code targets in it, Hydra's own node included: Hydra instantiates ``hydra.callbacks`` before
+    any facebench code runs. Then checks that the results and cache folders can be written
+    (Hydra makes the run folder before facebench runs). Sweep overrides are left out as Hydra leaves them out of the config
+    it builds callbacks from; each job's own config is checked again by ``plan_run``. A config
+    that does not compose is left to Hydra to report."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from facebench.config import compose
+
+    parser = OverridesParser.create()
+    overrides: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-cd", "--config-dir"):
+            overrides.append(f"hydra.searchpath=[file://{Path(next(args, '.')).resolve()}]")
+        elif arg in FLAGS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            try:
+                (override,) = parser.parse_overrides([arg])
+            except HydraException:
+                return
+            if not override.is_sweep_override():
+                overrides.append(arg)
+    try:
+        cfg = compose(overrides)
+    except HydraException:
+        return
+    reject_code_targets(cfg)
+    check_writable(cfg)
+
+
 def main() -> None:
     register_resolvers()
     try:
         check_code_targets(sys.argv[1:])
         check_component_overrides(sys.argv[1:], get_registry())
+        check_composed_config(sys.argv[1:])
     except (RegistryError, ConfigError) as exc:
         print(f"facebench: error: {exc}", file=sys.stderr)
         sys.exit(2)

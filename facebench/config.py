@@ -6,13 +6,15 @@ Hydra config tree the CLI uses, so what a test composes is what a user runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 import uuid
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from facebench.errors import FacebenchError
+from facebench.errors import ConfigError
+from facebench.validation import one_of, ranged
 
 CONFIG_MODULE = "facebench_conf"
 
@@ -57,26 +59,26 @@ class TrainerConfig:
       people.
     """
 
-    steps: int = 300
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    pk_identities: int = 32
-    pk_images: int = 4
-    min_images_per_identity: int = 1
+    steps: int = ranged(300, ge=1)
+    batch_size: int = ranged(128, ge=2)
+    optimizer: str = one_of("sgd", "sgd", "adam", "adamw")
+    lr: float = ranged(0.05, gt=0)
+    momentum: float = ranged(0.9, ge=0, lt=1)
+    weight_decay: float = ranged(5e-4, ge=0)
+    schedule: str = one_of("cosine", "constant", "cosine", "step")
+    warmup_steps: int = ranged(0, ge=0)
+    pk_identities: int = ranged(32, ge=2)
+    pk_images: int = ranged(4, ge=2)
+    min_images_per_identity: int = ranged(1, ge=1)
     flip_augment: bool = True
-    shift_augment: int = 0
-    grad_clip: Optional[float] = None
-    checkpoint_every: int = 0
+    shift_augment: int = ranged(0, ge=0)
+    grad_clip: Optional[float] = ranged(None, gt=0)
+    checkpoint_every: int = ranged(0, ge=0)
     resume: bool = False
-    log_every: int = 50
+    log_every: int = ranged(50, ge=0)
     amp: bool = False
-    max_seconds: Optional[float] = None
-    verifier_holdout: float = 0.0
+    max_seconds: Optional[float] = ranged(None, gt=0)
+    verifier_holdout: float = ranged(0.0, ge=0, lt=1)
 
 
 @dataclass
@@ -88,8 +90,17 @@ class FeaturesConfig:
     batch_size: images per forward pass.
     """
 
-    flip: str = "concat"
-    batch_size: int = 512
+    flip: str = one_of("concat", "none", "sum", "concat")
+    batch_size: int = ranged(512, ge=1)
+
+
+@dataclass
+class RunConfig:
+    """The run-level keys of conf/config.yaml, with what each accepts (documented there)."""
+
+    seed: int = ranged(0, ge=0)
+    regime: str = one_of("auto", "auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
+    on_bad_image: str = one_of("fail", "fail", "skip")
 
 
 def register_core_configs() -> None:
@@ -100,28 +111,93 @@ def register_core_configs() -> None:
     cs.store(group="features", name="default", node=FeaturesConfig, provider="facebench")
 
 
-class ConfigError(FacebenchError, ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
+#: Keys by which Hydra's ``instantiate`` would call what a config names.
+INSTANTIATION_KEYS = ("_target_", "_partial_", "_args_")
+#: Nodes Hydra builds itself; they may name only launchers and sweepers its plugin discovery
+#: finds (installed code, selected through the hydra/launcher and hydra/sweeper groups).
+HYDRA_PLUGIN_NODES = ("hydra.launcher", "hydra.sweeper")
+#: The callbacks a config may name: facebench's own sweep summary and Hydra's own callbacks.
+ALLOWED_CALLBACKS = frozenset({
+    "facebench.sweeps.SweepSummary",
+    "hydra.experimental.callbacks.LogJobReturnCallback",
+    "hydra.experimental.callbacks.PickleJobInfoCallback",
+})
+#: Python logging configs (dictConfig) call a handler's ``class`` and any ``()`` factory.
+LOGGING_NODES = ("hydra.job_logging", "hydra.hydra_logging")
+
+
+@functools.cache
+def hydra_plugin_targets() -> frozenset[str]:
+    """The class paths of every launcher and sweeper Hydra's plugin discovery finds."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+
+    plugins = Plugins.instance()
+    return frozenset(f"{c.__module__}.{c.__name__}" for kind in (Launcher, Sweeper) for c in plugins.discover(kind))
+
+
+def _allowed_target(parent: str, key: str, value: Any) -> bool:
+    if key != "_target_" or not isinstance(value, str):
+        return False
+    if parent in HYDRA_PLUGIN_NODES:
+        return value in hydra_plugin_targets()
+    return parent.startswith("hydra.callbacks.") and parent.count(".") == 2 and value in ALLOWED_CALLBACKS
+
+
+def _refusal(where: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"config key '{where}' (= {value!r}) is not allowed: facebench never instantiates arbitrary code from a "
+        "config. Name a registered component instead (python -m facebench.plugins lists them); Hydra launchers "
+        "and sweepers are chosen through their groups (hydra/launcher=joblib), and hydra.callbacks may name only "
+        f"{', '.join(sorted(ALLOWED_CALLBACKS))}."
+    )
 
 
 def reject_code_targets(cfg: Any) -> None:
-    """Refuse ``_target_`` anywhere: components are built only from the registry, by name."""
+    """Refuse anything in a config that would make Hydra or logging call code it names: the
+    instantiation keys anywhere (Hydra's own node included, except the launchers, sweepers and
+    callbacks listed above), and logging factories other than the ``logging`` module's classes."""
     node = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
     stack: list[tuple[str, Any]] = [("", node)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, dict):
+            in_logging = path.startswith(LOGGING_NODES)
             for key, sub in value.items():
                 where = f"{path}.{key}" if path else str(key)
-                if key in ("_target_", "_partial_", "_args_"):
-                    raise ConfigError(
-                        f"config key '{where}' is not allowed: facebench never instantiates arbitrary code from a "
-                        "config. Name a registered component instead (python -m facebench.plugins lists them)."
-                    )
-                if where != "hydra":
-                    stack.append((where, sub))
+                if key in INSTANTIATION_KEYS and not _allowed_target(path, key, sub):
+                    raise _refusal(where, sub)
+                if in_logging and (key == "()" or (key == "class" and not str(sub).startswith("logging."))):
+                    raise _refusal(where, sub)
+                stack.append((where, sub))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", sub) for i, sub in enumerate(value))
+
+
+#: Folders a run writes to, and how to point each elsewhere.
+WRITABLE_KEYS = {
+    "results_root": "set results_root=/a/writable/folder (or $FACEBENCH_RESULTS)",
+    "cache_dir": "set cache_dir=/a/writable/folder (or $FACEBENCH_CACHE)",
+}
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """Refuse, before Hydra makes a run folder or anything is decoded, a results or cache folder
+    that cannot be written (a read-only checkout, an unwritable home), naming the key to set."""
+    import tempfile
+    from pathlib import Path
+
+    for key, fix in WRITABLE_KEYS.items():
+        folder = Path(str(cfg[key])).expanduser()
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"{existing} is not a folder")
+            with tempfile.TemporaryFile(dir=existing):  # creates nothing that stays
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}={folder} cannot be written ({exc.strerror or exc}): {fix}") from exc
 
 
 def compose(overrides: Optional[list[str]] = None) -> DictConfig:

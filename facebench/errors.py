@@ -8,3 +8,7 @@ class FacebenchError(Exception):
 
 class DataError(FacebenchError):
     """Missing or malformed data (a root, an image, a protocol file)."""
+
+
+class ConfigError(FacebenchError, ValueError):
+    """A config value that cannot work; the message names the key and the fix."""

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facebench.data.cache import atomic_write_bytes
+from facebench.atomic_io import atomic_write_bytes
 from facebench.results import RECORD_FILE, RecordError, read_record, write_text
 
 CONFIDENCE = 0.95
@@ -53,7 +53,7 @@ UNIT_KEYS = frozenset({"name", "folds", "units_evaluated", "units_total"})
 RUN_MARKERS = ("config.yaml", ".hydra")
 GROUP_KEY = ["method", "settings", "protocol", "regime", "units"]
 TABLE_COLUMNS = GROUP_KEY + [
-    "differs", "metric", "n_runs", "n_units", "units_total", "partial", "seeds", "mean", "ci_low", "ci_high"
+    "differs", "metric", "n_runs", "n_units", "units_total", "partial", "seeds", "mean", "ci_low", "ci_high", "flags"
 ]
 
 
@@ -80,6 +80,7 @@ class Run:
     partial: bool
     roc: Optional[tuple[np.ndarray, np.ndarray]]
     machine: str = "unknown machine"
+    flags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,7 +144,24 @@ def load_run(path: Path) -> Run:
         partial=rec["status"] == "partial",
         roc=curve,
         machine=_machine(rec),
+        flags=record_flags(rec),
     )
+
+
+def record_flags(rec: dict[str, Any]) -> tuple[str, ...]:
+    """What a reader must know before trusting a record's number: a collapsed training, an
+    identity audit that could not (fully) be made, protocol files other than the official ones."""
+    flags = []
+    collapse = rec.get("collapse") if isinstance(rec.get("collapse"), dict) else {}
+    if collapse.get("collapsed"):
+        flags.append("collapsed")
+    audit = rec.get("identity_audit_status")
+    if audit in ("not checkable", "partly checked"):
+        flags.append(f"identity audit {audit}")
+    bench = rec.get("benchmark") if isinstance(rec.get("benchmark"), dict) else {}
+    if bench.get("protocol_files_official") is False:
+        flags.append("unofficial protocol files")
+    return tuple(flags)
 
 
 def _machine(rec: dict[str, Any]) -> str:
@@ -255,6 +273,7 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
                 "mean": float(values.mean()),
                 "ci_low": low,
                 "ci_high": high,
+                "flags": ", ".join(sorted({f for r in members for f in r.flags})),
             }
         )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -309,6 +328,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                 "n=1, no CI" if n == 1 else f"[{lo:.4f}, {hi:.4f}]"
                 for n, lo, hi in zip(table["n_runs"], table["ci_low"], table["ci_high"])
             ],
+            "flags": table["flags"],
         }
     )
     if "baseline" in table:

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from facebench.data.cache import atomic_write_bytes
+from facebench.atomic_io import atomic_write_bytes
 from facebench.errors import FacebenchError
 
 SCHEMA_VERSION = 1
@@ -86,6 +86,31 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "git_commit": git_commit(),
+        "threads": thread_settings(),
+    }
+
+
+#: Environment variables that set thread counts or BLAS kernels (results move in the last digits).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                    "ATEN_CPU_CAPABILITY", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def thread_settings() -> dict[str, Any]:
+    """The thread counts and kernel choices a run's numbers depend on: torch's intra- and
+    inter-op threads and CPU capability, each BLAS/OpenMP library's threads, and the variables
+    that set them."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "libraries": [
+            {k: info.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+            for info in threadpool_info()
+        ],
+        "variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }
 
 

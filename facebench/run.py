@@ -19,19 +19,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facebench.audit import audit_identities
+from facebench.atomic_io import DiskFullError
+from facebench.audit import audit_identities, audit_status
+from facebench.collapse import detect_collapse, features_constant
 from facebench.components import BuildContext, FaceData
-from facebench.config import ConfigError, reject_code_targets, to_plain
-from facebench.features import FLIP_MODES, extract_features
+from facebench.config import (
+    ConfigError, FeaturesConfig, RunConfig, TrainerConfig, check_writable, reject_code_targets, to_plain,
+)
+from facebench.features import extract_features
 from facebench.protocols.pairs import PairsProtocol
-from facebench.registry import Registry, get_registry
+from facebench.registry import KINDS, Registry, get_registry
 from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, save_roc_plot, write_record, write_text
 from facebench.tracking import Tracker
+from facebench.validation import validate_node
 from facebench.train import TrainStats, train
 
 log = logging.getLogger("facebench")
 
-REGIMES = ("auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
 #: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
 #: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
 VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "results_root", "cache_dir", "method", "verifier", "features")
@@ -111,6 +115,29 @@ def checkpoint_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def check_values(cfg: DictConfig, registry: Registry) -> None:
+    """Every value against the rule its schema declares (facebench.validation), core and plugin
+    schemas alike, before any component is built."""
+    validate_node(cfg, RunConfig, "")
+    validate_node(cfg.trainer, TrainerConfig, "trainer")
+    validate_node(cfg.features, FeaturesConfig, "features")
+    for kind, group in KINDS.items():
+        validate_node(cfg[group], registry.get(kind, cfg[group].name).schema, group)
+
+
+def check_pairing(cfg: DictConfig, dataset: Any, protocol: Any) -> None:
+    """Refuse real training data scored on the synthetic benchmark (the config's default
+    protocol): its number says nothing about real faces, and a user who named only ``data=``
+    would never notice. Refused rather than switched to LFW when $FACEBENCH_LFW is set, so that
+    what a run measures never depends on an environment variable."""
+    if getattr(protocol, "synthetic", False) and not getattr(dataset, "synthetic", False):
+        raise ConfigError(
+            f"data={cfg.data.name} is real training data, but protocol={cfg.protocol.name} is the embedded synthetic "
+            "benchmark, which says nothing about real faces. Name a real benchmark: protocol=lfw_view2 "
+            "protocol.root=/path/to/lfw (or export FACEBENCH_LFW=/path/to/lfw and add protocol=lfw_view2)."
+        )
+
+
 @dataclass
 class Plan:
     """What will run, decided before any data is decoded."""
@@ -130,12 +157,8 @@ def plan_run(cfg: DictConfig) -> Plan:
     """Build every component once and check what can be checked without decoding anything."""
     reject_code_targets(cfg)
     registry = get_registry()
-    if cfg.regime not in REGIMES:
-        raise ConfigError(f"regime={cfg.regime!r}: use one of {', '.join(REGIMES)}")
-    if cfg.features.flip not in FLIP_MODES:
-        raise ConfigError(f"features.flip={cfg.features.flip!r}: use one of {', '.join(FLIP_MODES)}")
-    if cfg.on_bad_image not in ("fail", "skip"):
-        raise ConfigError(f"on_bad_image={cfg.on_bad_image!r}: use fail or skip")
+    check_values(cfg, registry)
+    check_writable(cfg)
     device = resolve_device(cfg.device)
     ctx = BuildContext(device=str(device), seed=int(cfg.seed))
     backbone = registry.build("backbone", cfg.backbone, ctx)
@@ -154,6 +177,7 @@ def plan_run(cfg: DictConfig) -> Plan:
         with open_dict(protocol_cfg):
             protocol_cfg.root = cfg.data.root
     protocol = registry.build("protocol", protocol_cfg, ctx)
+    check_pairing(cfg, dataset, protocol)
     per_unit = bool(own) and own == getattr(protocol, "family", None)
     implied = "unrestricted_no_outside" if per_unit else "unrestricted_labeled_outside"
     regime = implied if cfg.regime == "auto" else cfg.regime
@@ -173,8 +197,6 @@ def plan_run(cfg: DictConfig) -> Plan:
 
 def _check_verifier_holdout(cfg: DictConfig, per_unit: bool, protocol: Any) -> None:
     share = float(cfg.trainer.verifier_holdout)
-    if not 0.0 <= share < 1.0:
-        raise ConfigError(f"trainer.verifier_holdout={share}: use a share in [0, 1) (0: off)")
     if share and not (per_unit and isinstance(protocol, PairsProtocol)):
         raise ConfigError(
             f"trainer.verifier_holdout={share} needs a pair protocol with per-split training on its own data "
@@ -303,14 +325,14 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
         record["timings"] = {"total_seconds": round(time.perf_counter() - began, 3)}
         try:
             write_record(run_dir, record)
-        except OSError as write_exc:  # the run's own error is the one to report
+        except (OSError, DiskFullError) as write_exc:  # the run's own error is the one to report
             log.error("could not write the failed record to %s (%s)", run_dir / RECORD_FILE, write_exc)
         plan.tracker.finish("failed")
         raise
     record["timings"]["total_seconds"] = round(time.perf_counter() - began, 3)
     try:
         path = write_record(run_dir, record)
-    except OSError as exc:
+    except (OSError, DiskFullError) as exc:
         plan.tracker.finish("failed")
         raise RecordError(
             f"{run_dir / RECORD_FILE}: the record could not be written ({exc}); this run left no result and "
@@ -348,7 +370,13 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
             **skipped_images(outside_faces),
         }
         evaluated = sorted({p for u in units for p in plan.protocol.test_people(bench, u)})
-        audits.append(audit_identities(outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime))
+        audits.append(
+            audit_identities(
+                outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime,
+                unnamed=outside_faces.info.get("unnamed_identities"),
+                unnamed_reason=outside_faces.info.get("why_unnamed", ""),
+            )
+        )
     outcomes, unit_rows = [], []
     for unit in units:
         fit_people: Optional[list[str]] = None
@@ -395,6 +423,7 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
                 "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
                 "resumed_from_step": stats.resumed_from,
                 "final_train_metrics": stats.last_metrics,
+                **({"features_constant": features_constant(shared_features)} if stats.steps else {}),
                 **({"verifier_report": fit_report()} if fit_report is not None else {}),
             }
         )
@@ -406,8 +435,16 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         row.update(per_unit.get(row["name"], {}))
     record["units"] = unit_rows
     record["metrics"] = metrics
+    record["collapse"] = detect_collapse(unit_rows)
+    if record["collapse"]["collapsed"]:
+        log.warning(
+            "%s: training collapsed in %s (%s); the record is marked collapsed",
+            cfg.method, ", ".join(record["collapse"]["collapsed_units"]),
+            "; ".join(record["collapse"]["signs"][record["collapse"]["collapsed_units"][0]]),
+        )
     record["primary_metric"] = plan.protocol.primary_metric
     record["identity_audit"] = audits
+    record["identity_audit_status"] = audit_status(audits)
     record["feature_dim"] = int(shared_features.shape[1]) if shared_features is not None else None
     report = getattr(backbone, "feature_report", None)
     if report is not None and shared_features is not None:
@@ -423,4 +460,6 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         save_roc_plot(run_dir / "roc.png", np.asarray(summary.fpr), np.asarray(summary.tpr), f"{cfg.method} on {cfg.protocol.name} ({plan.regime})")
     plan.tracker.table("folds", summary.fold_table())
     plan.tracker.roc(np.asarray(summary.fpr), np.asarray(summary.tpr))
-    record["headline"] = plan.protocol.headline(metrics, len(units))
+    record["headline"] = plan.protocol.headline(metrics, len(units)) + (
+        " [COLLAPSED: see the record's collapse signs]" if record["collapse"]["collapsed"] else ""
+    )

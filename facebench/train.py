@@ -6,6 +6,7 @@ after s: resumed and uninterrupted runs end with equal weights on the CPU.
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import signal
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from facebench import distributed
 from facebench.components import Backbone, FaceData, Loss
 from facebench.config import ConfigError, TrainerConfig
-from facebench.data.cache import atomic_write_bytes
+from facebench.atomic_io import atomic_write_bytes
 from facebench.data.transforms import shift_images, to_float_tensor
 from facebench.errors import FacebenchError
 
@@ -202,7 +203,11 @@ def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module,
         "optimizer": opt.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
-    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    # Serialised in memory first: torch's writer reports a failed write as a position mismatch
+    # ("unexpected pos"); a plain write of the bytes reports a full disk as one.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, lambda fh: fh.write(buffer.getbuffer()), what="checkpoint")
 
 
 def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> int:
@@ -215,11 +220,20 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
             f"checkpoint {path} cannot be resumed from ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
             "facebench loads plain tensors only; delete the file to start over, or set trainer.resume=false."
         ) from exc
-    backbone.load_state_dict(state["backbone"])
-    loss.load_state_dict(state["loss"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    try:
+        backbone.load_state_dict(state["backbone"])
+        loss.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's model ({type(exc).__name__}: {detail[:400]}). It was written by "
+            "another model or another number of training identities (the data changed since); delete it to start "
+            "over, or set trainer.resume=false."
+        ) from exc
 
 
 def train(

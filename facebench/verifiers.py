@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from facebench.components import Verifier
+from facebench.validation import ranged
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class VerifierConfig:
     """
 
     name: str = "cosine"
-    pca_dim: Optional[int] = None
+    pca_dim: Optional[int] = ranged(None, ge=1)
     pca_whiten: bool = False
 
 

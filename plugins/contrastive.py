@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from facebench.validation import one_of, ranged
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.config import ConfigError
 from facebench.hookspecs import hookimpl
@@ -58,10 +59,10 @@ class ContrastiveConfig:
     """
 
     name: str = "contrastive"
-    margin: float = 1.0
+    margin: float = ranged(1.0, gt=0)
     normalize: bool = False
-    pairs: str = "balanced"
-    weight: float = 1.0
+    pairs: str = one_of("balanced", "balanced", "all")
+    weight: float = ranged(1.0, ge=0)
 
 
 class ContrastiveLoss(Loss):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from facebench.validation import one_of, ranged
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.config import ConfigError
 from facebench.hookspecs import hookimpl
@@ -95,9 +96,9 @@ class TripletConfig:
     """
 
     name: str = "triplet"
-    alpha: float = 0.2
-    mining: str = "semihard"
-    fallback: str = "easiest"
+    alpha: float = ranged(0.2, ge=0)
+    mining: str = one_of("semihard", *MININGS)
+    fallback: str = one_of("easiest", *FALLBACKS)
 
 
 class TripletLoss(Loss):

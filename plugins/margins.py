@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facebench.validation import one_of, ranged
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.config import ConfigError
 from facebench.hookspecs import hookimpl
@@ -119,8 +120,8 @@ class CosFaceConfig:
     """
 
     name: str = "cosface"
-    scale: float = 64.0
-    margin: float = 0.35
+    scale: float = ranged(64.0, gt=0)
+    margin: float = ranged(0.35, ge=0)
 
 
 @dataclass
@@ -134,9 +135,9 @@ class ArcFaceConfig:
     """
 
     name: str = "arcface"
-    scale: float = 64.0
-    margin: float = 0.5
-    fallback: str = "threshold"
+    scale: float = ranged(64.0, gt=0)
+    margin: float = ranged(0.5, ge=0, lt=3.1416)
+    fallback: str = one_of("threshold", *ARC_FALLBACKS)
 
 
 @dataclass
@@ -151,8 +152,8 @@ class CenterLossConfig:
     """
 
     name: str = "center"
-    weight: float = 0.003
-    alpha: float = 0.5
+    weight: float = ranged(0.003, ge=0)
+    alpha: float = ranged(0.5, gt=0, le=1)
 
 
 class CenterLoss(Loss):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facebench.validation import one_of, ranged
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.hookspecs import hookimpl
 
@@ -19,8 +20,8 @@ class SoftmaxConfig:
     """
 
     name: str = "softmax"
-    weight: float = 1.0
-    label_smoothing: float = 0.0
+    weight: float = ranged(1.0, ge=0)
+    label_smoothing: float = ranged(0.0, ge=0, lt=1)
 
 
 class SoftmaxLoss(Loss):

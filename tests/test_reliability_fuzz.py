@@ -85,7 +85,8 @@ def _valid_texts() -> dict[str, str]:
 
 VALID = _valid_texts()
 TOKENS = st.one_of(
-    st.sampled_from(["0", "1", "2", "3", "10", "300", "-1", "01", "1.5", "1e3", "٣", "Alice_Alpha", "Bob_Beta", "x" * 300]),
+    st.sampled_from(["0", "1", "2", "3", "10", "300", "-1", "01", "1.5", "1e3", "٣", "Alice_Alpha", "Bob_Beta", "x" * 300,
+                     "..", ".", "../Alice_Alpha", "/etc", "Alice_Alpha/..", "a\\b"]),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
     st.integers(min_value=0, max_value=10**6).map(str),
     st.just("9" * 5000),  # longer than Python converts to int by default
@@ -129,6 +130,7 @@ def test_pairs_parser(scratch: Path, data: bytes) -> None:
     folds = parses_or_refuses(read_pairs, scratch / "pairs.txt", data, ProtocolFileError)
     if folds is not None:
         assert all(r.n1 >= 1 and r.n2 >= 1 and (r.name1 == r.name2) == r.same for fold in folds for r in fold)
+        assert all(plain_name(n) for fold in folds for r in fold for n in (r.name1, r.name2))
 
 
 @FUZZ
@@ -145,6 +147,37 @@ def test_people_parser(scratch: Path, data: bytes) -> None:
     if folds is not None:
         names = [p.name for fold in folds for p in fold]
         assert len(names) == len(set(names)) and all(p.n_images >= 1 for fold in folds for p in fold)
+        assert all(plain_name(n) for n in names)
+
+
+def plain_name(name: str) -> bool:
+    """What the parsers promise about a name: one path component inside the data root."""
+    return name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+PATH_NAMES = st.one_of(
+    st.sampled_from(["..", ".", "/", "/etc/passwd", "../../x"]),
+    st.tuples(st.text(max_size=6), st.sampled_from(["/", "\\", "\0"]), st.text(max_size=6)).map("".join),
+)
+
+
+@FUZZ
+@given(name=PATH_NAMES, which=st.integers(0, 100), kind=st.sampled_from(["pairs.txt", "people.txt"]))
+def test_a_path_bearing_name_is_refused_at_its_line(scratch: Path, name: str, which: int, kind: str) -> None:
+    """Any name that is not a plain folder name, put in place of any name of a valid file."""
+    lines = VALID[kind].splitlines()
+    named = [i for i, line in enumerate(lines) if len(line.split()) >= 2 and not line.split()[0].isdigit()]
+    i = named[which % len(named)]
+    fields = lines[i].split("\t")
+    fields[0] = name
+    lines[i] = "\t".join(fields)
+    path = scratch / kind
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
+    reader = read_pairs if kind == "pairs.txt" else read_people
+    with pytest.raises(ProtocolFileError) as err:
+        reader(path)
+    if name.strip() and name.split() == [name]:  # a name that stays one field is refused as a name
+        assert f"{path}:{i + 1}: person name" in str(err.value)
 
 
 @FUZZ

@@ -47,10 +47,17 @@ def folder(tmp_path: Path) -> tuple[Path, list[Path]]:
     return root, [garbage, cut]
 
 
+def outside(root: Path, tmp_path: Path) -> list[str]:
+    """The image folder as outside training data, scored on a generated LFW copy."""
+    lfw = make_lfw(tmp_path / "lfw")
+    return [*(o for o in PIXELS if not o.startswith("protocol.")), "data=imagefolder", f"data.root={root}",
+            "protocol=lfw_view2", f"protocol.root={lfw}", f"results_root={tmp_path}"]
+
+
 def test_fail_stops_the_run_naming_the_file(folder: tuple[Path, list[Path]], tmp_path: Path) -> None:
     root, bad = folder
     with pytest.raises(DataError) as err:
-        execute(compose([*PIXELS, "data=imagefolder", f"data.root={root}", f"results_root={tmp_path}"]), tmp_path / "run")
+        execute(compose(outside(root, tmp_path)), tmp_path / "run")
     message = str(err.value)
     assert any(f"cannot decode image {p}" in message for p in bad) and "on_bad_image=skip" in message
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -59,7 +66,7 @@ def test_fail_stops_the_run_naming_the_file(folder: tuple[Path, list[Path]], tmp
 
 def test_skip_counts_the_skipped_training_images_in_the_record(folder: tuple[Path, list[Path]], tmp_path: Path) -> None:
     root, bad = folder
-    cfg = compose([*PIXELS, "data=imagefolder", f"data.root={root}", "on_bad_image=skip", f"results_root={tmp_path}"])
+    cfg = compose([*outside(root, tmp_path), "on_bad_image=skip"])
     execute(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "complete"

@@ -58,7 +58,7 @@ def test_a_failed_job_is_reported_and_the_others_complete(
     assert "ConfigError: features.flip='bogus'" in found[1]["error"]
     out, err = capsys.readouterr()
     assert "3 runs, 2 complete, 1 failed" in out
-    assert "failed: 1-pixels-s0 (features.flip=bogus): ConfigError: features.flip='bogus': use one of" in err
+    assert "failed: 1-pixels-s0 (features.flip=bogus): ConfigError: features.flip='bogus': not accepted; use one of" in err
 
 
 def test_slurm_gpu_preset_asks_for_one_gpu_per_job() -> None:

@@ -68,7 +68,7 @@ def test_verifier_is_fitted_on_the_given_people_only() -> None:
 def test_refused_before_any_work_without_per_split_training() -> None:
     with pytest.raises(ConfigError, match="trainer.verifier_holdout=0.3 needs a pair protocol with per-split training"):
         plan_run(compose(["+method=deepid", *TINY, "trainer.verifier_holdout=0.3"]))
-    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=1.0: use a share in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=1.0: not accepted; use a number >= 0 and < 1"):
         plan_run(compose(["+method=deepid", *TINY, "trainer.verifier_holdout=1.0"]))
 
 

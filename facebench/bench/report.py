@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from facebench.bench.timing import Load, Stats
-from facebench.data.cache import atomic_write_bytes
+from facebench.atomic_io import atomic_write_bytes
 from facebench.results import json_safe
 
 SCHEMA = "facebench.bench/1"

@@ -2,8 +2,9 @@
 
 A training set of half a million faces does not fit in RAM as one array, and decoding it
 takes long enough that an interruption must not throw the work away. So the cache array is
-a pre-allocated ``.npy`` file (``np.lib.format.open_memmap``) that chunks are decoded into in
-place, and a small progress file records which chunks are complete (written atomically after
+a pre-allocated ``.npy`` file (``np.lib.format.open_memmap``, every byte reserved with
+``posix_fallocate`` so a full disk is an error naming the folder, never a SIGBUS from a
+memory-mapped page) that chunks are decoded into in place, and a small progress file records which chunks are complete (written atomically after
 the chunk's bytes are flushed). A run that stops half-way continues from the first
 incomplete chunk next time. Only when every chunk is done is the array renamed to its final
 name and the metadata written, last, exactly as :func:`facebench.data.cache.cached_images`
@@ -30,8 +31,9 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from facebench.data.cache import atomic_write_bytes, cache_key, file_fingerprint
-from facebench.data.images import decode_images
+from facebench.atomic_io import atomic_write_bytes, preallocate
+from facebench.data.cache import cache_key, file_fingerprint, integrity, load_verified
+from facebench.data.images import decode_images, load_image
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +78,18 @@ def _exclusive(lock: Path) -> Iterator[None]:
 
 
 def _hit(final: Path, meta_path: Path, n: int, label: str) -> Optional[tuple[np.ndarray, np.ndarray, list[str]]]:
-    if not (final.is_file() and meta_path.is_file()):
+    verified = load_verified(final, meta_path, label)
+    if verified is None:
         return None
-    meta = json.loads(meta_path.read_text())
-    log.info("%s: decoded-image cache hit, not decoding again (%s)", label, final)
+    array, meta = verified
     kept = np.setdiff1d(np.arange(n), np.asarray(meta["skipped_index"], dtype=np.int64))
-    return np.load(final, mmap_mode="r", allow_pickle=False), kept, meta["skipped"]
+    return array, kept, meta["skipped"]
 
 
 def _compact(partial: np.ndarray, keep: np.ndarray, dest: Path, chunk: int) -> None:
     """Copy the kept rows of ``partial`` into a new ``.npy`` at ``dest`` without loading them all."""
     out = np.lib.format.open_memmap(dest, mode="w+", dtype=np.uint8, shape=(int(keep.sum()), *partial.shape[1:]))
+    preallocate(dest, "the compacted image cache")
     pos = 0
     for start in range(0, len(partial), chunk):
         rows = partial[start : start + chunk][keep[start : start + chunk]]
@@ -133,6 +136,7 @@ def _build(
     out, progress = _resume(partial_path, progress_path, {"n": n, "item_shape": list(item_shape), "chunk": chunk})
     if out is None:
         out = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(n, *item_shape))
+        preallocate(partial_path, "the image cache")
     else:
         done = len(progress["skipped"])
         log.info("%s: resuming an interrupted decode, %d of %d chunks already done", label, done, n_chunks)
@@ -164,7 +168,7 @@ def _build(
         partial_path.replace(final)
     seconds = round(time.perf_counter() - start_time, 3)
     meta = {
-        "shape": [n - len(skipped_index), *item_shape],
+        **integrity(np.load(final, mmap_mode="r", allow_pickle=False)),
         "skipped_index": skipped_index,
         "skipped": messages,
         "seconds": seconds,
@@ -185,23 +189,29 @@ def cached_decode_files(
     label: str,
     crop: Optional[tuple[int, int, int, int]] = None,
     chunk: int = CHUNK,
+    expect_size: Optional[tuple[int, int, str]] = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """:func:`cached_decode` of image files, each cropped (optional box) and resized to ``shape`` (C, H, W).
 
-    The key covers the files (names, sizes, mtimes), the shape, the crop box and the bad-image
-    policy, so any of them changing decodes afresh.
+    The key covers the files (names, sizes, times, modes), the shape, the crop box, the size the
+    layout requires (``expect_size``: width, height, why) and the bad-image policy, so any of
+    them changing decodes afresh.
     """
     channels, height, width = shape
     key = {
         "what": what,
-        "format": "chunked-1",
+        "format": "chunked-2",
         "files": file_fingerprint(paths),
         "shape": list(shape),
         "crop": list(crop) if crop else None,
+        "expect_size": list(expect_size[:2]) if expect_size else None,
         "on_bad": on_bad_image,
     }
 
     def decode_chunk(index: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
-        return decode_images([paths[i] for i in index], shape, on_bad_image, crop=crop, label=label)
+        return decode_images(
+            [paths[i] for i in index], shape, on_bad_image, crop=crop, label=label,
+            load=(lambda j: load_image(paths[index[j]], shape, crop, expect_size)) if expect_size else None,
+        )
 
     return cached_decode(cache_dir, key, len(paths), (height, width, channels), decode_chunk, label, chunk)

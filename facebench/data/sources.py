@@ -31,6 +31,9 @@ class SyntheticDataConfig:
 
 class SyntheticData:
     family = None
+    #: Made-up faces: the synthetic benchmark is the only protocol that fits them, and the only
+    #: training data it fits (see ``facebench.run.check_pairing``).
+    synthetic = True
 
     def __init__(self, cfg: SyntheticDataConfig) -> None:
         self.cfg = cfg

@@ -1,18 +1,26 @@
 """LFW View 1 and View 2 as pair benchmarks over the official protocol files."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from facebench.data.download import PROTOCOL_FILES, sha256_of
 from facebench.data.layouts import LfwLayout
 from facebench.data.lfw import find_layout, load_people
 from facebench.errors import DataError
+from facebench.validation import ranged
 from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
 from facebench.protocols.lfw_files import PairRecord, PeopleRecord, lfw_image_relpath, read_pairs, read_people
-from facebench.protocols.pairs import PairsProtocol
+from facebench.protocols.pairs import PairsProtocol, check_fold_numbers
+
+log = logging.getLogger(__name__)
+
+#: The official protocol files' SHA-256 (facebench.data.download pins them for downloads).
+OFFICIAL_SHA256 = {remote.name: remote.sha256 for remote in PROTOCOL_FILES}
 
 
 @dataclass
@@ -34,7 +42,7 @@ class LfwProtocolConfig:
     root: Optional[str] = None
     variant: Optional[str] = None
     crop: Optional[list[int]] = None
-    folds: Optional[list[int]] = None
+    folds: Optional[list[int]] = ranged(None, ge=1, each=True)
 
 
 def _pair_index(records: list[PairRecord], key_index: dict[str, int], path: Path, images_dir: Path) -> np.ndarray:
@@ -59,7 +67,7 @@ class LfwProtocol(PairsProtocol):
         self.view = view
         self.name = cfg.name
 
-    def _files(self) -> tuple[LfwLayout, list[tuple[Path, list[PairRecord]]], list[list[PeopleRecord]]]:
+    def _files(self) -> tuple[LfwLayout, list[tuple[Path, list[PairRecord]]], list[tuple[Path, list[PeopleRecord]]]]:
         layout = find_layout(self.cfg.root, self.cfg.variant, self.cfg.crop, "protocol")
         if self.view == 2:
             pair_files, people_files = ["pairs.txt"], ["people.txt"]
@@ -67,12 +75,14 @@ class LfwProtocol(PairsProtocol):
             pair_files = ["pairsDevTrain.txt", "pairsDevTest.txt"]
             people_files = ["peopleDevTrain.txt", "peopleDevTest.txt"]
         pair_folds = [(layout.protocol_file(f), fold) for f in pair_files for fold in read_pairs(layout.protocol_file(f))]
-        people_folds = [fold for f in people_files for fold in read_people(layout.protocol_file(f))]
+        people_folds = [(layout.protocol_file(f), fold) for f in people_files for fold in read_people(layout.protocol_file(f))]
         return layout, pair_folds, people_folds
 
     def check(self) -> None:
-        """Parse the protocol files and make sure every image a pair names exists (no decoding)."""
-        layout, pair_folds, _ = self._files()
+        """Parse the protocol files and make sure every image they name exists (no decoding)."""
+        layout, pair_folds, people_folds = self._files()
+        if self.view == 2:
+            check_fold_numbers(self.cfg.folds, len(pair_folds), "protocol.folds")
         for path, records in pair_folds:
             for r in records:
                 for name, number in ((r.name1, r.n1), (r.name2, r.n2)):
@@ -81,6 +91,14 @@ class LfwProtocol(PairsProtocol):
                             f"{path}:{r.line}: image {lfw_image_relpath(name, number)} does not exist under "
                             f"{layout.images_dir}. Check that the image folder is complete and matches this pairs file."
                         )
+        for path, people in people_folds:
+            for r in people:
+                last = lfw_image_relpath(r.name, r.n_images)
+                if not layout.image(last).is_file():
+                    raise DataError(
+                        f"{path}:{r.line}: {r.name} is listed with {r.n_images} images, but {last} does not exist "
+                        f"under {layout.images_dir}. Check that the image folder is complete and matches this people file."
+                    )
 
     def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> PairsBenchmark:
         layout, pair_folds, people_folds = self._files()
@@ -89,11 +107,11 @@ class LfwProtocol(PairsProtocol):
                 f"{layout.protocol_dir}: {len(pair_folds)} pair folds but {len(people_folds)} people folds; "
                 "the pairs and people files do not belong together"
             )
-        people = {(r.name, r.n_images) for fold in people_folds for r in fold}
+        people = {(r.name, r.n_images) for _, fold in people_folds for r in fold}
         faces = load_people(layout, sorted(people), shape, cache_dir, on_bad_image)
         key_index = {k: i for i, k in enumerate(faces.keys)}
         folds = []
-        for k, ((path, records), fold_people) in enumerate(zip(pair_folds, people_folds)):
+        for k, ((path, records), (_, fold_people)) in enumerate(zip(pair_folds, people_folds)):
             folds.append(
                 PairFold(
                     name=f"fold{k + 1}" if self.view == 2 else ("dev_train", "dev_test")[k],
@@ -106,5 +124,17 @@ class LfwProtocol(PairsProtocol):
             units = [EvalUnit(f"fold{k + 1}", k, [j for j in range(len(folds)) if j != k]) for k in range(len(folds))]
         else:
             units = [EvalUnit("view1", 1, [0])]
-        info = {**layout.describe(), "view": self.view}
+        files = sorted({path for path, _ in pair_folds} | {path for path, _ in people_folds})
+        digests = {path.name: sha256_of(path) for path in files}
+        info = {
+            **layout.describe(),
+            "view": self.view,
+            "protocol_files_sha256": digests,
+            "protocol_files_official": all(OFFICIAL_SHA256.get(name) == digest for name, digest in digests.items()),
+        }
+        if not info["protocol_files_official"]:
+            log.warning(
+                "%s: the protocol files differ from the official LFW files (%s); the record says so",
+                self.name, ", ".join(n for n, d in digests.items() if OFFICIAL_SHA256.get(n) != d),
+            )
         return PairsBenchmark(name=self.name, faces=faces, folds=folds, units=units, info=info)

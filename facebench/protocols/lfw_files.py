@@ -15,6 +15,8 @@ from pathlib import Path
 
 _NUMBER = re.compile(r"[0-9]+")
 _MAX_DIGITS = 9
+#: Characters that would make a name reach outside its own folder under the data root.
+_PATH_CHARACTERS = ("/", "\\", "\0")
 
 
 class ProtocolFileError(ValueError):
@@ -118,6 +120,17 @@ class _Lines:
             )
         return int(token)
 
+    def name(self, token: str, lineno: int) -> str:
+        """A person's name, which becomes a folder under the data root: one plain path component."""
+        if token in (".", "..") or any(c in token for c in _PATH_CHARACTERS):
+            raise self.error(
+                lineno, f"person name {token!r} is not a plain folder name (it is '.' or '..', or holds a path "
+                "separator or NUL)",
+                "LFW names are single folder names such as Abel_Pacheco; fix the name (images are never read from "
+                "outside the data root).",
+            )
+        return token
+
     def finish(self) -> None:
         """Refuse lines after the last expected record: the counts and the content disagree."""
         if self.pos < len(self.fields):
@@ -168,7 +181,7 @@ def read_pairs(path: str | Path) -> list[list[PairRecord]]:
                         "mismatched pairs; check the line and the header counts.",
                     )
                 if same:
-                    name1, name2 = fields[0], fields[0]
+                    name1 = name2 = f.name(fields[0], lineno)
                     n1 = f.count(fields[1], lineno, "the first image number", 1)
                     n2 = f.count(fields[2], lineno, "the second image number", 1)
                     if n1 == n2:
@@ -177,7 +190,7 @@ def read_pairs(path: str | Path) -> list[list[PairRecord]]:
                             "A matched pair needs two different images of the person.",
                         )
                 else:
-                    name1, name2 = fields[0], fields[2]
+                    name1, name2 = f.name(fields[0], lineno), f.name(fields[2], lineno)
                     n1 = f.count(fields[1], lineno, "the first image number", 1)
                     n2 = f.count(fields[3], lineno, "the second image number", 1)
                     if name1 == name2:
@@ -198,7 +211,7 @@ def _read_person(f: _Lines, what: str, promise: str) -> PeopleRecord:
             lineno, f"{len(fields)} fields where {what} ('name<TAB>n_images') was expected",
             "Check the line and the count line of its block.",
         )
-    return PeopleRecord(fields[0], f.count(fields[1], lineno, "the number of images", 1), lineno)
+    return PeopleRecord(f.name(fields[0], lineno), f.count(fields[1], lineno, "the number of images", 1), lineno)
 
 
 def _read_people_block(f: _Lines, fold: int, count_line: int, n_people: int) -> list[PeopleRecord]:

@@ -26,6 +26,13 @@ class PairOutcome:
     test_same: np.ndarray
 
 
+def check_fold_numbers(folds: Optional[list[int]], n_folds: int, key: str) -> None:
+    """Refuse test-fold numbers the protocol does not have, before anything is decoded."""
+    bad = [f for f in folds or [] if not 1 <= f <= n_folds]
+    if bad:
+        raise ConfigError(f"{key}={list(folds or [])}: no test fold {bad}; this protocol's folds are 1..{n_folds}")
+
+
 def select_units(bench: PairsBenchmark, folds: Optional[list[int]], key: str) -> list[EvalUnit]:
     """The splits to run; ``folds`` are 1-based test-fold numbers (LFW's own numbering)."""
     if not folds:
@@ -54,7 +61,10 @@ class PairsProtocol:
         return bench.people_of(unit.train)
 
     def test_people(self, bench: PairsBenchmark, unit: EvalUnit) -> list[str]:
-        return bench.people_of([unit.test])
+        """The people the test fold's pairs name: what the identity audit must compare with the
+        training people (a pairs line may name someone people.txt lists in another fold)."""
+        pairs = bench.folds[unit.test].pairs
+        return sorted({bench.faces.names[label] for label in np.unique(bench.faces.labels[pairs.ravel()])})
 
     def evaluate_unit(
         self,

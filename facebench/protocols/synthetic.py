@@ -11,7 +11,8 @@ from facebench.data.cache import cached_images
 from facebench.data.synthetic import make_pairs_benchmark
 from facebench.data.transforms import to_shape
 from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
-from facebench.protocols.pairs import PairsProtocol
+from facebench.protocols.pairs import PairsProtocol, check_fold_numbers
+from facebench.validation import ranged
 
 #: Bump when the generator's output changes, so old cached renders are not reused.
 GENERATOR_VERSION = 2
@@ -26,21 +27,25 @@ class SyntheticProtocolConfig:
     """
 
     name: str = "synthetic"
-    seed: int = 1234
-    n_folds: int = 10
-    people_per_fold: int = 40
-    images_min: int = 6
-    images_max: int = 10
-    pairs_per_class: int = 300
-    folds: Optional[list[int]] = None
+    seed: int = ranged(1234, ge=0)
+    n_folds: int = ranged(10, ge=2)
+    people_per_fold: int = ranged(40, ge=2)
+    images_min: int = ranged(6, ge=2)
+    images_max: int = ranged(10, ge=2)
+    pairs_per_class: int = ranged(300, ge=1)
+    folds: Optional[list[int]] = ranged(None, ge=1, each=True)
 
 
 class SyntheticProtocol(PairsProtocol):
     family = "synthetic"
+    synthetic = True
 
     def __init__(self, cfg: SyntheticProtocolConfig) -> None:
         self.cfg = cfg
         self.name = cfg.name
+
+    def check(self) -> None:
+        check_fold_numbers(self.cfg.folds, self.cfg.n_folds, "protocol.folds")
 
     def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> PairsBenchmark:
         c = self.cfg

@@ -71,6 +71,7 @@ import scipy.sparse
 from threadpoolctl import ThreadpoolController
 
 from facebench.config import ConfigError
+from facebench.validation import one_of, ranged
 from facebench.verifiers import ProjectedVerifier, VerifierConfig
 
 EM_UPDATES = ("posterior", "point")
@@ -531,13 +532,13 @@ class JointBayesianConfig(VerifierConfig):
     """
 
     name: str = "joint_bayesian"
-    pca_dim: Optional[int] = None
+    pca_dim: Optional[int] = ranged(None, ge=1)
     pca_whiten: bool = False
-    em: str = "posterior"
-    max_iter: int = 100
-    tol: float = 1e-4
-    accelerate: str = "px"
-    ridge: float = 1e-3
+    em: str = one_of("posterior", *EM_UPDATES)
+    max_iter: int = ranged(100, ge=1)
+    tol: float = ranged(1e-4, gt=0)
+    accelerate: str = one_of("px", *ACCELERATIONS)
+    ridge: float = ranged(1e-3, ge=0)
 
 
 class JointBayesianVerifier(ProjectedVerifier):
