@@ -14,6 +14,9 @@ What counts, and why:
   settings (a hash of the components' config; the run seed is not in it, so seeds pool).
   Re-running one seed does not add evidence: of several records with the same seed in a group
   only the newest counts, the others are listed as superseded.
+- A row's flags say what a reader must know before trusting it (``record_flags``): a training
+  that collapsed, an identity audit that could not (fully) be made, unofficial protocol files.
+  Flagged runs still count; the flag travels with the number.
 - Mean and 95% CI are over per-run values of the primary metric (t distribution, n-1 degrees
   of freedom); one run gives no CI.
 - The test against ``--baseline`` pairs units (folds, trials): each side's per-unit values are
