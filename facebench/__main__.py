@@ -16,20 +16,15 @@ from omegaconf import DictConfig
 
 from facebench import distributed
 from facebench.config import (
-    CONFIG_MODULE, ConfigError, check_writable, register_core_configs, register_resolvers, reject_code_targets,
+    CONFIG_MODULE, check_moved_keys, check_writable, register_core_configs, register_resolvers, reject_code_targets,
 )
 from facebench.errors import FacebenchError
-from facebench.registry import KINDS, Registry, RegistryError, get_registry
+from facebench.labels import run_label
+from facebench.registry import KINDS, Registry, get_registry
 
 GROUP_KINDS = {group: kind for kind, group in KINDS.items()}
 
 log = logging.getLogger("facebench")
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from facebench.protocols.lfw_files import ProtocolFileError
-
-    return (FacebenchError, RegistryError, ProtocolFileError)
 
 
 def task(cfg: DictConfig) -> dict:
@@ -56,7 +51,7 @@ def task(cfg: DictConfig) -> dict:
             raise
         print(f"facebench: interrupted: {exc}", file=sys.stderr)
         sys.exit(128 + (exc.signum or signal.SIGINT))
-    except user_errors() as exc:
+    except FacebenchError as exc:
         if multirun:
             return sweeps.record_failure(cfg, run_dir, exc, show_traceback=False)
         print(f"facebench: error: {exc}", file=sys.stderr)
@@ -65,7 +60,7 @@ def task(cfg: DictConfig) -> dict:
         # outside training (decoding, evaluation): nothing to resume from, the record says failed
         if hc.mode == RunMode.MULTIRUN:
             raise
-        print(f"facebench: interrupted before {cfg.method} finished; its record is marked failed", file=sys.stderr)
+        print(f"facebench: interrupted before {run_label(cfg)} finished; its record is marked failed", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except Exception as exc:
         if not multirun:
@@ -74,10 +69,10 @@ def task(cfg: DictConfig) -> dict:
     if launch is not None and not launch.is_main:
         return record
     if record.get("status") in ("complete", "partial"):
-        print(f"facebench: {cfg.method} on {cfg.protocol.name} ({record['regime']}): {record['headline']}")
+        print(f"facebench: {record['method']} on {cfg.protocol.name} ({record['regime']}): {record['headline']}")
         print(f"facebench: record: {Path(record['run_dir']) / 'metrics.json'}")
     else:
-        print(f"facebench: {cfg.method}: configuration valid ({record['regime']}); nothing trained")
+        print(f"facebench: {run_label(cfg)}: configuration valid ({record['regime']}); nothing trained")
     return record
 
 
@@ -162,10 +157,11 @@ def check_composed_config(argv: list[str]) -> None:
 def main() -> None:
     register_resolvers()
     try:
+        check_moved_keys(sys.argv[1:])
         check_code_targets(sys.argv[1:])
         check_component_overrides(sys.argv[1:], get_registry())
         check_composed_config(sys.argv[1:])
-    except (RegistryError, ConfigError) as exc:
+    except FacebenchError as exc:
         print(f"facebench: error: {exc}", file=sys.stderr)
         sys.exit(2)
     register_core_configs()

@@ -1,15 +1,19 @@
 """Contracts every component kind honours, so the core can run any method without knowing it.
 
 The core never imports a method: it builds components by name from the registry and talks
-to them only through these shapes. A plugin (built-in or third-party) subclasses or
-duck-types them.
+to them only through these shapes, all six kinds here: Backbone, Loss, Verifier, Dataset,
+Protocol and Tracker (base classes to subclass), and the Benchmark, Unit and Summary shapes a
+protocol hands back (``typing.Protocol``s: any object of that shape will do). ``facebench.testing`` checks a
+component against them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional, Protocol as Structural, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -131,3 +135,127 @@ class FaceData:
             keys=[self.keys[i] for i in index],
             info=dict(self.info),
         )
+
+
+class Dataset:
+    """A training source of identity-labelled faces (subclass it; the defaults are outside data).
+
+    ``family``: the protocol family this source is the training side of (``"lfw"``: per test
+    fold, train on the other folds' people: regime unrestricted_no_outside), None for outside
+    data. ``synthetic``: made-up faces, scored only on the synthetic benchmark.
+    ``protocol_defaults()``: settings its own family's protocol takes from it where the protocol
+    leaves them unset (LFW's training folds tell the LFW protocol where LFW lives).
+    ``check()`` runs before anything is decoded; ``load`` decodes once through the cache.
+    """
+
+    family: ClassVar[Optional[str]] = None
+    synthetic: ClassVar[bool] = False
+
+    def check(self) -> None:
+        """Refuse what can be refused without decoding (missing folders, malformed lists)."""
+
+    def protocol_defaults(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> FaceData:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+class Unit(Structural):
+    """One evaluated split (a test fold, a BLUFR trial): its name is its row in the record."""
+
+    name: str
+
+
+class Benchmark(Structural):
+    """All faces a protocol evaluates, its splits and what the record says about it."""
+
+    faces: FaceData
+    units: Sequence[Unit]
+    info: dict[str, Any]
+
+    def image_index_of(self, people: list[str]) -> np.ndarray: ...
+
+
+class Summary(Structural):
+    """The protocol's figures over the evaluated units.
+
+    ``to_dict()``: the summary metrics (JSON-safe; the record's ``metrics``), ``unit_rows()``:
+    one JSON-safe dict per unit with its ``name``, ``fold_table()``: the same as a table
+    (folds.csv), ``fpr`` / ``tpr``: the ROC to plot.
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def unit_rows(self) -> list[dict[str, Any]]: ...
+
+    def fold_table(self) -> pd.DataFrame: ...
+
+
+class Protocol:
+    """An evaluation: which faces, which splits, and the rule that turns scores into figures.
+
+    ``train_people`` / ``test_people``: who a unit's model may train on and who its evaluated
+    pairs or trials actually use (the identity audit compares the two). ``evaluate_unit`` fits
+    ``verifier`` on the unit's training people, or on ``fit_people`` (a subset of them, kept out
+    of the network's training by ``evaluation.verifier_holdout``; only where
+    ``supports_verifier_holdout``), and scores the unit. ``check()`` runs before anything is
+    decoded. Pair protocols subclass ``facebench.protocols.pairs.PairsProtocol``.
+    """
+
+    name: str = "protocol"
+    family: ClassVar[Optional[str]] = None
+    synthetic: ClassVar[bool] = False
+    primary_metric: ClassVar[str] = "mean_accuracy"
+    supports_verifier_holdout: ClassVar[bool] = False
+
+    def check(self) -> None:
+        """Refuse what can be refused without decoding (protocol files, fold numbers)."""
+
+    def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> Benchmark:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def units(self, bench: Benchmark) -> list[Unit]:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def train_people(self, bench: Benchmark, unit: Unit) -> list[str]:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def test_people(self, bench: Benchmark, unit: Unit) -> list[str]:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def evaluate_unit(self, bench: Benchmark, unit: Unit, features: np.ndarray, verifier: Verifier,
+                      fit_people: Optional[list[str]] = None) -> Any:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def summarize(self, outcomes: list[Any]) -> Summary:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def headline(self, metrics: dict[str, Any], n_units: int) -> str:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+class Tracker:
+    """Receives configs, metrics, tables and curves. Every method is optional to override;
+    a tracker must never make a run fail (its failures are reported, the record is kept)."""
+
+    def start(self, config: dict[str, Any], run_dir: Path) -> None:
+        """A run begins."""
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Training metrics at ``step``."""
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        """Final metrics of the run."""
+
+    def table(self, name: str, table: pd.DataFrame) -> None:
+        """A per-fold or per-trial table."""
+
+    def roc(self, fpr: np.ndarray, tpr: np.ndarray) -> None:
+        """The pooled ROC curve."""
+
+    def finish(self, status: str) -> None:
+        """The run ended (complete or failed); flush and close."""

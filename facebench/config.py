@@ -1,4 +1,4 @@
-"""Core config schemas (trainer, features, run) and composition outside the CLI.
+"""Core config schemas (trainer, features, evaluation, run) and composition outside the CLI.
 
 Component schemas come from plugins through the registry; the ones here belong to the core
 because every method shares them. Composition for tests and tools goes through the same
@@ -20,9 +20,14 @@ CONFIG_MODULE = "facebench_conf"
 
 
 def register_resolvers() -> None:
-    """``${facebench.uid:}`` gives run directories a random suffix, so no two runs share one."""
+    """``${facebench.uid:}`` gives run directories a random suffix, so no two runs share one;
+    ``${facebench.label:method,overrides}`` names them by preset and chosen components."""
     if not OmegaConf.has_resolver("facebench.uid"):
         OmegaConf.register_new_resolver("facebench.uid", lambda: uuid.uuid4().hex[:6], use_cache=True)
+    if not OmegaConf.has_resolver("facebench.label"):
+        from facebench.labels import method_label
+
+        OmegaConf.register_new_resolver("facebench.label", method_label)
 
 
 @dataclass
@@ -49,14 +54,6 @@ class TrainerConfig:
     checkpoint_every: steps between checkpoints (0: once per epoch over the training images).
     resume: continue from the last checkpoint of the same configuration, if any.
     max_seconds: stop training early after this many seconds (None: no limit); recorded.
-    verifier_holdout: share of each split's training people with 2+ images kept out of the
-      network's training, seeded by ``seed``; the verifier (and its PCA) is then fitted on them
-      alone. 0 (off) by default: network and verifier both see every training person. The DeepID2
-      paper trains its ConvNets on CelebFaces+A and Joint Bayesian on the disjoint CelebFaces+B,
-      so that the verifier learns how features vary for people the network never saw; on LFW the
-      price is fewer people for each. Pair protocols with per-split training only
-      (unrestricted_no_outside): with outside training data the verifier already sees unseen
-      people.
     """
 
     steps: int = ranged(300, ge=1)
@@ -78,6 +75,23 @@ class TrainerConfig:
     log_every: int = ranged(50, ge=0)
     amp: bool = False
     max_seconds: Optional[float] = ranged(None, gt=0)
+
+
+@dataclass
+class EvaluationConfig:
+    """How a protocol's splits are used beyond the protocol's own definition.
+
+    verifier_holdout: share of each split's training people with 2+ images kept out of the
+      network's training, seeded by ``seed``; the verifier (and its PCA) is then fitted on them
+      alone. 0 (off) by default: network and verifier both see every training person. The DeepID2
+      paper trains its ConvNets on CelebFaces+A and Joint Bayesian on the disjoint CelebFaces+B,
+      so that the verifier learns how features vary for people the network never saw; on LFW the
+      price is fewer people for each. Pair protocols with per-split training only
+      (unrestricted_no_outside): with outside training data the verifier already sees unseen
+      people.
+      (``trainer.verifier_holdout`` before; the old key is refused with this one's name.)
+    """
+
     verifier_holdout: float = ranged(0.0, ge=0, lt=1)
 
 
@@ -109,6 +123,7 @@ def register_core_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="trainer", name="default", node=TrainerConfig, provider="facebench")
     cs.store(group="features", name="default", node=FeaturesConfig, provider="facebench")
+    cs.store(group="evaluation", name="default", node=EvaluationConfig, provider="facebench")
 
 
 #: Keys by which Hydra's ``instantiate`` would call what a config names.
@@ -173,6 +188,21 @@ def reject_code_targets(cfg: Any) -> None:
                 stack.append((where, sub))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", sub) for i, sub in enumerate(value))
+
+
+#: Keys that moved, with where they live now (a run that names the old key is told).
+MOVED_KEYS = {
+    "trainer.verifier_holdout": "evaluation.verifier_holdout (it splits the evaluation's training people, not the "
+                                "trainer's settings)",
+}
+
+
+def check_moved_keys(overrides: list[str]) -> None:
+    """Refuse an override of a key that moved, naming its new place."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in MOVED_KEYS:
+            raise ConfigError(f"{key} has moved to {MOVED_KEYS[key]}: write {override.replace(key, MOVED_KEYS[key].split()[0], 1)}")
 
 
 #: Folders a run writes to, and how to point each elsewhere.

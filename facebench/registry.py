@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import importlib.resources
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 import pluggy
 
 from facebench import hookspecs
+from facebench.errors import ConfigError, FacebenchError
 
 #: kind -> Hydra config group
 KINDS: dict[str, str] = {
@@ -30,7 +32,7 @@ KINDS: dict[str, str] = {
 ENTRY_POINT_GROUP = "facebench"
 
 
-class RegistryError(Exception):
+class RegistryError(FacebenchError):
     """A lookup or registration problem; the message says how to fix it."""
 
 
@@ -58,9 +60,29 @@ class PluginFailure:
 
 
 @dataclass
+class PresetPackage:
+    """A Python package whose folders are Hydra config groups (``method/deepid2.yaml``, ...)."""
+
+    package: str
+    provider: str
+
+
+@dataclass
+class BenchWorkload:
+    """A speed workload of ``python -m facebench.bench``: ``module.run(ctx) -> rows``."""
+
+    name: str
+    module: str
+    summary: str
+    provider: str
+
+
+@dataclass
 class Registry:
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failures: list[PluginFailure] = field(default_factory=list)
+    preset_packages: list[PresetPackage] = field(default_factory=list)
+    workloads: list[BenchWorkload] = field(default_factory=list)
     _provider: str = "<direct>"
 
     @contextmanager
@@ -99,6 +121,25 @@ class Registry:
             )
         self.components[kind][name] = Component(kind, name, factory, schema, self._provider, default_protocol)
 
+    def add_presets(self, package: str) -> None:
+        """Offer the config groups in ``package`` (e.g. ``method/<name>.yaml`` for ``+method=<name>``)
+        to Hydra's search path, beside the core's; ``hydra_plugins.facebench_presets`` adds them.
+        Two plugins shipping the same ``group/name.yaml`` is an error, as for components."""
+        mine = _preset_files(package)
+        for other in self.preset_packages:
+            clash = sorted(mine & _preset_files(other.package))
+            if clash:
+                raise RegistryError(
+                    f"two plugins ship the preset {clash[0]}: {other.provider} ({other.package}) and {self._provider} "
+                    f"({package}). Uninstall one of them or rename the preset in one plugin."
+                )
+        self.preset_packages.append(PresetPackage(package, self._provider))
+
+    def add_workload(self, name: str, module: str, summary: str) -> None:
+        """A speed workload for ``python -m facebench.bench`` (the module is imported only when
+        the workload runs; its ``run(ctx)`` returns the bench's rows)."""
+        self.workloads.append(BenchWorkload(name, module, summary, self._provider))
+
     def get(self, kind: str, name: str) -> Component:
         try:
             return self.components[kind][name]
@@ -118,8 +159,21 @@ class Registry:
         return " Plugins that failed to load: " + "; ".join(f"{f.name} ({f.error})" for f in self.failures)
 
     def build(self, kind: str, cfg: Any, *args: Any, **kwargs: Any) -> Any:
-        """Build the component that ``cfg.name`` names, passing it its own config."""
-        return self.get(kind, cfg.name).factory(cfg, *args, **kwargs)
+        """Build the component that ``cfg.name`` names, passing it its own config.
+
+        A factory that refuses its settings with a plain ``ValueError`` (a third party's plugin
+        need not know facebench's errors) is reported as a config error naming the group."""
+        component = self.get(kind, cfg.name)
+        try:
+            return component.factory(cfg, *args, **kwargs)
+        except FacebenchError:
+            raise
+        except ValueError as exc:
+            group = KINDS[kind]
+            raise ConfigError(
+                f"{group}={cfg.name}: {exc} (raised by {component.provider} while building it; check the "
+                f"{group}.* settings)"
+            ) from exc
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -152,6 +206,15 @@ class Registry:
                         ]
                     },
                 )
+
+
+def _preset_files(package: str) -> set[str]:
+    """``group/name.yaml`` of every config file in ``package``'s group folders."""
+    root = importlib.resources.files(package)
+    if not root.is_dir():
+        raise RegistryError(f"preset package {package!r} is not a folder of config groups")
+    return {f"{group.name}/{f.name}" for group in root.iterdir() if group.is_dir()
+            for f in group.iterdir() if f.name.endswith(".yaml")}
 
 
 def _load_entry_points(pm: pluggy.PluginManager, registry: Registry) -> list[tuple[str, Any]]:
@@ -207,3 +270,18 @@ def get_registry() -> Registry:
         _REGISTRY = build_registry()
         _REGISTRY.store_configs()
     return _REGISTRY
+
+
+def plugin_distributions(registry: Registry, cfg: Any) -> dict[str, dict[str, Any]]:
+    """For each component a run uses (by its config group), the plugin that provided it: the
+    distribution, its version and the entry point, so a record says which code made it."""
+    out = {}
+    for kind, group in KINDS.items():
+        component = registry.get(kind, cfg[group].name)
+        distribution, _, entry_point = component.provider.partition(":")
+        try:
+            version: Optional[str] = importlib.metadata.version(distribution)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            version = None
+        out[group] = {"name": component.name, "distribution": distribution, "version": version, "entry_point": entry_point}
+    return out

@@ -9,6 +9,7 @@ Layout of a run directory::
     folds.csv      one row per evaluated fold / trial
     roc.csv        pooled ROC points (fpr, tpr, threshold)
     roc.png        the ROC curve
+(``write_artifacts`` writes the three beside the record.)
 """
 from __future__ import annotations
 
@@ -140,6 +141,19 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     path = run_dir / RECORD_FILE
     write_text(path, json.dumps(json_safe(record), indent=2, sort_keys=False) + "\n")
     return path
+
+
+def write_artifacts(run_dir: Path, summary: Any, metrics: dict[str, Any], title: str) -> None:
+    """The run's tables and plot beside its record, each written whole: ``folds.csv`` (the
+    protocol's per-unit table), ``roc.csv`` (the record's ROC points) and ``roc.png``."""
+    write_text(run_dir / "folds.csv", summary.fold_table().to_csv(index=False))
+    roc = metrics.get("roc")
+    if roc:
+        import pandas as pd
+
+        points = pd.DataFrame({"fpr": roc["fpr"], "tpr": roc["tpr"], "threshold": roc["thresholds"]})
+        write_text(run_dir / "roc.csv", points.to_csv(index=False))
+        save_roc_plot(run_dir / "roc.png", np.asarray(summary.fpr), np.asarray(summary.tpr), title)
 
 
 REQUIRED = ("schema_version", "status", "method", "protocol", "regime", "metrics", "units")

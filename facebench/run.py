@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,15 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from facebench.atomic_io import DiskFullError
 from facebench.audit import audit_identities, audit_status
 from facebench.collapse import detect_collapse, features_constant
-from facebench.components import BuildContext, FaceData
+from facebench.components import BuildContext, Dataset, FaceData, Protocol, Tracker
 from facebench.config import (
-    ConfigError, FeaturesConfig, RunConfig, TrainerConfig, check_writable, reject_code_targets, to_plain,
+    ConfigError, EvaluationConfig, FeaturesConfig, RunConfig, TrainerConfig, check_writable, reject_code_targets, to_plain,
 )
 from facebench.features import extract_features
-from facebench.protocols.pairs import PairsProtocol
-from facebench.registry import KINDS, Registry, get_registry
-from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, save_roc_plot, write_record, write_text
-from facebench.tracking import Tracker
+from facebench.labels import run_label
+from facebench.registry import KINDS, Registry, get_registry, plugin_distributions
+from facebench.splits import hold_out_people
+from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, write_artifacts, write_record, write_text
 from facebench.validation import validate_node
 from facebench.train import TrainStats, train
 
@@ -109,8 +109,11 @@ def checkpoint_key(cfg: DictConfig) -> str:
         plain.pop(k, None)
     trainer = plain.get("trainer", {})
     trainer.pop("resume", None)
-    if trainer.get("verifier_holdout") == 0:  # off: runs made before the option existed keep their keys
-        trainer.pop("verifier_holdout")
+    # The hold-out decides who the networks train on, so it is part of the key; it is keyed where
+    # it was set before it moved from trainer to evaluation, so earlier checkpoints still resume.
+    holdout = plain.pop("evaluation", {}).get("verifier_holdout", 0)
+    if holdout:
+        trainer["verifier_holdout"] = holdout
     plain.get("protocol", {}).pop("folds", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -121,16 +124,17 @@ def check_values(cfg: DictConfig, registry: Registry) -> None:
     validate_node(cfg, RunConfig, "")
     validate_node(cfg.trainer, TrainerConfig, "trainer")
     validate_node(cfg.features, FeaturesConfig, "features")
+    validate_node(cfg.evaluation, EvaluationConfig, "evaluation")
     for kind, group in KINDS.items():
         validate_node(cfg[group], registry.get(kind, cfg[group].name).schema, group)
 
 
-def check_pairing(cfg: DictConfig, dataset: Any, protocol: Any) -> None:
+def check_pairing(cfg: DictConfig, dataset: Dataset, protocol: Protocol) -> None:
     """Refuse real training data scored on the synthetic benchmark (the config's default
     protocol): its number says nothing about real faces, and a user who named only ``data=``
     would never notice. Refused rather than switched to LFW when $FACEBENCH_LFW is set, so that
     what a run measures never depends on an environment variable."""
-    if getattr(protocol, "synthetic", False) and not getattr(dataset, "synthetic", False):
+    if protocol.synthetic and not dataset.synthetic:
         raise ConfigError(
             f"data={cfg.data.name} is real training data, but protocol={cfg.protocol.name} is the embedded synthetic "
             "benchmark, which says nothing about real faces. Name a real benchmark: protocol=lfw_view2 "
@@ -145,12 +149,12 @@ class Plan:
     registry: Registry
     device: torch.device
     shape: tuple[int, int, int]
-    dataset: Any
-    protocol: Any
-    tracker: Any
+    dataset: Dataset
+    protocol: Protocol
+    tracker: Tracker
     regime: str
     per_unit_training: bool
-    notes: list[str] = field(default_factory=list)
+    label: str
 
 
 def plan_run(cfg: DictConfig) -> Plan:
@@ -170,15 +174,14 @@ def plan_run(cfg: DictConfig) -> Plan:
                                 seed=int(cfg.seed))
         registry.build("loss", cfg.loss, stand_in)
     registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
-    dataset = registry.build("dataset", cfg.data, ctx)
-    own = getattr(dataset, "family", None)
-    protocol_cfg = cfg.protocol
-    if own and "root" in protocol_cfg and protocol_cfg.root is None and "root" in cfg.data:
-        with open_dict(protocol_cfg):
-            protocol_cfg.root = cfg.data.root
-    protocol = registry.build("protocol", protocol_cfg, ctx)
+    dataset: Dataset = registry.build("dataset", cfg.data, ctx)
+    protocol_cfg = cfg.protocol.copy()
+    for key, value in dataset.protocol_defaults().items():  # settings left unset take the dataset's
+        if key in protocol_cfg and protocol_cfg[key] is None:
+            protocol_cfg[key] = value
+    protocol: Protocol = registry.build("protocol", protocol_cfg, ctx)
     check_pairing(cfg, dataset, protocol)
-    per_unit = bool(own) and own == getattr(protocol, "family", None)
+    per_unit = dataset.family is not None and dataset.family == protocol.family
     implied = "unrestricted_no_outside" if per_unit else "unrestricted_labeled_outside"
     regime = implied if cfg.regime == "auto" else cfg.regime
     if regime != implied:
@@ -186,43 +189,27 @@ def plan_run(cfg: DictConfig) -> Plan:
             f"regime={cfg.regime}: data={cfg.data.name} with protocol={cfg.protocol.name} is {implied}. "
             "Set regime=auto or pick data/protocol that match the regime."
         )
-    for component in (dataset, protocol):
-        check = getattr(component, "check", None)
-        if check:
-            check()
+    dataset.check()
+    protocol.check()
     _check_verifier_holdout(cfg, per_unit, protocol)
     tracker = GuardedTracker(registry.build("tracker", cfg.tracker, ctx))
-    return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit)
+    return Plan(registry, device, backbone.input_shape, dataset, protocol, tracker, regime, per_unit, run_label(cfg))
 
 
-def _check_verifier_holdout(cfg: DictConfig, per_unit: bool, protocol: Any) -> None:
-    share = float(cfg.trainer.verifier_holdout)
-    if share and not (per_unit and isinstance(protocol, PairsProtocol)):
+def _check_verifier_holdout(cfg: DictConfig, per_unit: bool, protocol: Protocol) -> None:
+    share = float(cfg.evaluation.verifier_holdout)
+    if share and not (per_unit and protocol.supports_verifier_holdout):
         raise ConfigError(
-            f"trainer.verifier_holdout={share} needs a pair protocol with per-split training on its own data "
+            f"evaluation.verifier_holdout={share} needs a pair protocol with per-split training on its own data "
             f"(e.g. data=lfw protocol=lfw_view2); with data={cfg.data.name} protocol={cfg.protocol.name} "
             "set it to 0"
         )
 
 
-def verifier_people(names: list[str], counts: np.ndarray, share: float, seed: int, where: str) -> list[str]:
-    """The people a split's verifier is fitted on and its network never sees: a seeded ``share``
-    of the training people with 2+ images (``names`` in label order, ``counts`` their images;
-    see ``trainer.verifier_holdout``)."""
-    multi = np.flatnonzero(np.asarray(counts) >= 2)
-    held = np.random.default_rng(seed).permutation(multi)[: int(round(share * len(multi)))]
-    if len(held) < 2 or len(names) - len(held) < 2:
-        raise ConfigError(
-            f"trainer.verifier_holdout={share} holds out {len(held)} of the {len(names)} training people of "
-            f"{where} ({len(multi)} with 2+ images); each side needs 2 or more: change the share"
-        )
-    return sorted(names[k] for k in held)
-
-
 def _verifier_people_by_unit(cfg: DictConfig, plan: Plan, bench: Any, units: list[Any]) -> dict[str, list[str]]:
     """Every split's verifier people, chosen from labels alone so that a share that does not fit
     some split is refused before the first split trains."""
-    share = float(cfg.trainer.verifier_holdout)
+    share = float(cfg.evaluation.verifier_holdout)
     if not (share and plan.per_unit_training):
         return {}
     min_images = int(cfg.trainer.min_images_per_identity)
@@ -231,8 +218,9 @@ def _verifier_people_by_unit(cfg: DictConfig, plan: Plan, bench: Any, units: lis
         index = bench.image_index_of(plan.protocol.train_people(bench, unit))
         ids, counts = np.unique(bench.faces.labels[index], return_counts=True)
         trained = counts >= min_images  # the identities _training_identities keeps, in label order
-        names = [bench.faces.names[k] for k in ids[trained]]
-        chosen[unit.name] = verifier_people(names, counts[trained], share, int(cfg.seed), unit.name)
+        held = hold_out_people(counts[trained], share, np.random.default_rng(int(cfg.seed)),
+                               "evaluation.verifier_holdout", f"the training people of {unit.name}")
+        chosen[unit.name] = sorted(bench.faces.names[k] for k in ids[trained][held])
     return chosen
 
 
@@ -285,7 +273,7 @@ def _train_unit(
         plan.device,
         int(cfg.seed),
         checkpoint=checkpoint_dir / f"{unit_name}.pt",
-        label=f"{cfg.method}/{unit_name}",
+        label=f"{plan.label}/{unit_name}",
         on_log=on_log,
     )
     return backbone, loss, stats
@@ -298,14 +286,15 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     if cfg.validate_only:
         log.info("configuration valid: every component built and every path checked; nothing trained (validate_only)")
         return {"status": "validated", "regime": plan.regime}
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.results_root, cfg.method)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.results_root, plan.label)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain_cfg = to_plain(cfg)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_cfg)))
     seed_everything(int(cfg.seed))
     record: dict[str, Any] = {
         "status": "failed",
-        "method": cfg.method,
+        "method": plan.label,
+        "preset": cfg.method,
         "components": {k: plain_cfg[k] for k in ("backbone", "loss", "verifier", "data", "trainer", "features")},
         "protocol": {"name": cfg.protocol.name, **{k: v for k, v in plain_cfg["protocol"].items() if k != "name"}},
         "regime": plan.regime,
@@ -314,6 +303,7 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
         "metrics": {},
         "units": [],
         "environment": environment(),
+        "plugins": plugin_distributions(plan.registry, cfg),
         "run_dir": str(run_dir),
     }
     plan.tracker.start(plain_cfg, run_dir)
@@ -344,9 +334,67 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     return record
 
 
+@dataclass
+class UnitTraining:
+    """What one unit's model is trained on, and who its verifier is fitted on (None: all)."""
+
+    faces: FaceData
+    fit_people: Optional[list[str]] = None
+
+
+@dataclass
+class Trained:
+    """A trained model and the features it gives every benchmark image (shared by units when
+    one model serves them all)."""
+
+    backbone: Any
+    stats: TrainStats
+    features: Optional[np.ndarray] = None
+
+
 def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]) -> None:
+    """Load the benchmark, then per unit: choose its training people, train (or reuse the one
+    model), extract features, fit the verifier and score; then summarise into the record."""
     timings: dict[str, float] = {"train_seconds": 0.0, "features_seconds": 0.0, "eval_seconds": 0.0}
     record["timings"] = timings
+    bench, units = _load_benchmark(cfg, plan, record, timings)
+    checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
+    audits: list[dict[str, Any]] = []
+    training = _unit_training(cfg, plan, bench, units, record, audits)
+    outcomes, unit_rows = [], []
+    trained: Optional[Trained] = None
+    for unit in units:
+        unit_training = training[unit.name]
+        t = time.perf_counter()
+        if plan.per_unit_training or trained is None:
+            name = unit.name if plan.per_unit_training else "model"
+            backbone, _, stats = _train_unit(cfg, plan, unit_training.faces, name, checkpoint_dir)
+            trained = Trained(backbone, stats)
+        timings["train_seconds"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if trained.features is None:
+            trained.features = extract_features(
+                trained.backbone, bench.faces.images, cfg.features.flip, cfg.features.batch_size, plan.device
+            )
+        timings["features_seconds"] += time.perf_counter() - t
+        t = time.perf_counter()
+        verifier = plan.registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
+        outcomes.append(plan.protocol.evaluate_unit(bench, unit, trained.features, verifier,
+                                                    fit_people=unit_training.fit_people))
+        timings["eval_seconds"] += time.perf_counter() - t
+        unit_rows.append(_unit_row(unit.name, unit_training, trained, verifier))
+        log.info("%s: %s evaluated", plan.label, unit.name)
+    record["identity_audit"] = audits
+    record["identity_audit_status"] = audit_status(audits)
+    _summarize(cfg, plan, run_dir, record, outcomes, unit_rows, trained)
+    for k in list(timings):
+        timings[k] = round(timings[k], 3)
+
+
+def _load_benchmark(
+    cfg: DictConfig, plan: Plan, record: dict[str, Any], timings: dict[str, float]
+) -> tuple[Any, list[Any]]:
+    """The protocol's benchmark and the units to evaluate, described in the record."""
     t0 = time.perf_counter()
     bench = plan.protocol.load(plan.shape, cfg.cache_dir, cfg.on_bad_image)
     units = plan.protocol.units(bench)
@@ -355,111 +403,90 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     record["protocol"]["units_evaluated"] = [u.name for u in units]
     record["protocol"]["units_total"] = len(bench.units)
     record["benchmark"] = {**bench.info, **skipped_images(bench.faces)}
-    checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
-    verifier_people_by_unit = _verifier_people_by_unit(cfg, plan, bench, units)
-    audits = []
-    shared: Optional[tuple[Any, TrainStats]] = None
-    shared_features: Optional[np.ndarray] = None
-    outside_faces: Optional[FaceData] = None
+    return bench, units
+
+
+def _unit_training(
+    cfg: DictConfig, plan: Plan, bench: Any, units: list[Any], record: dict[str, Any], audits: list[dict[str, Any]]
+) -> dict[str, UnitTraining]:
+    """Each unit's training faces, audited against the people its pairs use: the split's own
+    people (no-outside regime, less the verifier's hold-out) or the one outside training set."""
     if not plan.per_unit_training:
-        outside_faces = _training_identities(plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image), cfg, "data")
+        outside = _training_identities(plan.dataset.load(plan.shape, cfg.cache_dir, cfg.on_bad_image), cfg, "data")
         record["training_data"] = {
             "name": cfg.data.name,
-            "images": len(outside_faces.images),
-            "identities": len(outside_faces.names),
-            **skipped_images(outside_faces),
+            "images": len(outside.images),
+            "identities": len(outside.names),
+            **skipped_images(outside),
         }
         evaluated = sorted({p for u in units for p in plan.protocol.test_people(bench, u)})
         audits.append(
             audit_identities(
-                outside_faces.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime,
-                unnamed=outside_faces.info.get("unnamed_identities"),
-                unnamed_reason=outside_faces.info.get("why_unnamed", ""),
+                outside.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime,
+                unnamed=outside.info.get("unnamed_identities"),
+                unnamed_reason=outside.info.get("why_unnamed", ""),
             )
         )
-    outcomes, unit_rows = [], []
+        return {unit.name: UnitTraining(outside) for unit in units}
+    held_out = _verifier_people_by_unit(cfg, plan, bench, units)
+    training = {}
     for unit in units:
-        fit_people: Optional[list[str]] = None
-        if plan.per_unit_training:
-            train_people = plan.protocol.train_people(bench, unit)
-            faces = bench.faces.subset(bench.image_index_of(train_people))
-            audits.append(
-                audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
-            )
-            faces = _training_identities(faces, cfg, unit.name)
-            if unit.name in verifier_people_by_unit:
-                fit_people = verifier_people_by_unit[unit.name]
-                faces = without_people(faces, fit_people)
-        else:
-            faces = outside_faces
-        t = time.perf_counter()
-        if plan.per_unit_training or shared is None:
-            backbone, _, stats = _train_unit(cfg, plan, faces, unit.name if plan.per_unit_training else "model", checkpoint_dir)
-            shared = (backbone, stats)
-            shared_features = None
-        backbone, stats = shared
-        timings["train_seconds"] += time.perf_counter() - t
-        t = time.perf_counter()
-        if shared_features is None:
-            shared_features = extract_features(
-                backbone, bench.faces.images, cfg.features.flip, cfg.features.batch_size, plan.device
-            )
-        timings["features_seconds"] += time.perf_counter() - t
-        t = time.perf_counter()
-        verifier = plan.registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
-        held_out = {"fit_people": fit_people} if fit_people is not None else {}
-        outcome = plan.protocol.evaluate_unit(bench, unit, shared_features, verifier, **held_out)
-        timings["eval_seconds"] += time.perf_counter() - t
-        outcomes.append(outcome)
-        fit_report = getattr(verifier, "fit_report", None)
-        unit_rows.append(
-            {
-                "name": unit.name,
-                "train_identities": len(faces.names),
-                "train_images": len(faces.images),
-                **({"verifier_people": len(fit_people)} if fit_people is not None else {}),
-                "train_steps": stats.steps,
-                "train_seconds": round(stats.seconds, 3),
-                "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
-                "resumed_from_step": stats.resumed_from,
-                "final_train_metrics": stats.last_metrics,
-                **({"features_constant": features_constant(shared_features)} if stats.steps else {}),
-                **({"verifier_report": fit_report()} if fit_report is not None else {}),
-            }
+        faces = bench.faces.subset(bench.image_index_of(plan.protocol.train_people(bench, unit)))
+        audits.append(
+            audit_identities(faces.names, plan.protocol.test_people(bench, unit), False, f"unit {unit.name}", plan.regime)
         )
-        log.info("%s: %s evaluated", cfg.method, unit.name)
+        faces = _training_identities(faces, cfg, unit.name)
+        fit_people = held_out.get(unit.name)
+        training[unit.name] = UnitTraining(without_people(faces, fit_people) if fit_people else faces, fit_people)
+    return training
+
+
+def _unit_row(name: str, unit_training: UnitTraining, trained: Trained, verifier: Any) -> dict[str, Any]:
+    """A unit's row of the record, before the protocol's per-unit figures join it."""
+    stats, fit_people = trained.stats, unit_training.fit_people
+    fit_report = getattr(verifier, "fit_report", None)
+    return {
+        "name": name,
+        "train_identities": len(unit_training.faces.names),
+        "train_images": len(unit_training.faces.images),
+        **({"verifier_people": len(fit_people)} if fit_people is not None else {}),
+        "train_steps": stats.steps,
+        "train_seconds": round(stats.seconds, 3),
+        "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
+        "resumed_from_step": stats.resumed_from,
+        "final_train_metrics": stats.last_metrics,
+        **({"features_constant": features_constant(trained.features)} if stats.steps else {}),
+        **({"verifier_report": fit_report()} if fit_report is not None else {}),
+    }
+
+
+def _summarize(
+    cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any], outcomes: list[Any],
+    unit_rows: list[dict[str, Any]], trained: Optional[Trained],
+) -> None:
+    """The protocol's summary, the per-unit figures, collapse signs and feature statistics into
+    the record; the tables and the ROC beside it and to the tracker."""
     summary = plan.protocol.summarize(outcomes)
     metrics = summary.to_dict()
-    per_unit = {row["name"]: row for row in metrics.pop("folds", metrics.pop("units", []))}
+    per_unit = {row["name"]: row for row in summary.unit_rows()}
     for row in unit_rows:
         row.update(per_unit.get(row["name"], {}))
     record["units"] = unit_rows
     record["metrics"] = metrics
+    record["primary_metric"] = plan.protocol.primary_metric
     record["collapse"] = detect_collapse(unit_rows)
     if record["collapse"]["collapsed"]:
-        log.warning(
-            "%s: training collapsed in %s (%s); the record is marked collapsed",
-            cfg.method, ", ".join(record["collapse"]["collapsed_units"]),
-            "; ".join(record["collapse"]["signs"][record["collapse"]["collapsed_units"][0]]),
-        )
-    record["primary_metric"] = plan.protocol.primary_metric
-    record["identity_audit"] = audits
-    record["identity_audit_status"] = audit_status(audits)
-    record["feature_dim"] = int(shared_features.shape[1]) if shared_features is not None else None
-    report = getattr(backbone, "feature_report", None)
-    if report is not None and shared_features is not None:
-        record["feature_report"] = report(shared_features)
-    for k in list(timings):
-        timings[k] = round(timings[k], 3)
-    summary.fold_table().to_csv(run_dir / "folds.csv", index=False)
-    roc = metrics.get("roc")
-    if roc:
-        import pandas as pd
-
-        pd.DataFrame({"fpr": roc["fpr"], "tpr": roc["tpr"], "threshold": roc["thresholds"]}).to_csv(run_dir / "roc.csv", index=False)
-        save_roc_plot(run_dir / "roc.png", np.asarray(summary.fpr), np.asarray(summary.tpr), f"{cfg.method} on {cfg.protocol.name} ({plan.regime})")
+        first = record["collapse"]["collapsed_units"][0]
+        log.warning("%s: training collapsed in %s (%s); the record is marked collapsed", plan.label,
+                    ", ".join(record["collapse"]["collapsed_units"]), "; ".join(record["collapse"]["signs"][first]))
+    features = trained.features if trained is not None else None
+    record["feature_dim"] = int(features.shape[1]) if features is not None else None
+    report = getattr(trained.backbone, "feature_report", None) if trained is not None else None
+    if report is not None and features is not None:
+        record["feature_report"] = report(features)
+    write_artifacts(run_dir, summary, metrics, f"{plan.label} on {cfg.protocol.name} ({plan.regime})")
     plan.tracker.table("folds", summary.fold_table())
     plan.tracker.roc(np.asarray(summary.fpr), np.asarray(summary.tpr))
-    record["headline"] = plan.protocol.headline(metrics, len(units)) + (
+    record["headline"] = plan.protocol.headline(metrics, len(unit_rows)) + (
         " [COLLAPSED: see the record's collapse signs]" if record["collapse"]["collapsed"] else ""
     )

@@ -19,6 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from facebench.labels import run_label
 from facebench.results import RECORD_FILE, RecordError, read_record, write_record
 
 log = logging.getLogger("facebench")
@@ -53,7 +54,7 @@ def record_failure(cfg: DictConfig, run_dir: Path, exc: BaseException, show_trac
             pass
     record = {
         "status": "failed",
-        "method": OmegaConf.select(cfg, "method", default=None, throw_on_resolution_failure=False),
+        "method": run_label(cfg),
         "protocol": {"name": OmegaConf.select(cfg, "protocol.name", default=None, throw_on_resolution_failure=False)},
         "regime": OmegaConf.select(cfg, "regime", default=None, throw_on_resolution_failure=False),
         "seed": OmegaConf.select(cfg, "seed", default=None, throw_on_resolution_failure=False),

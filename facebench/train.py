@@ -236,6 +236,50 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
         ) from exc
 
 
+def _resume(checkpoint: Optional[Path], cfg: TrainerConfig, backbone: nn.Module, loss: nn.Module,
+            opt: torch.optim.Optimizer, label: str) -> int:
+    """The step to start from: a checkpoint's when ``trainer.resume`` finds one, else 0."""
+    if checkpoint is not None and cfg.resume and checkpoint.exists():
+        start = load_checkpoint(checkpoint, backbone, loss, opt)
+        log.info("%s: resumed from %s at step %d", label, checkpoint, start)
+        return start
+    if cfg.resume:
+        log.info("%s: trainer.resume=true but no checkpoint at %s; starting at step 0", label, checkpoint)
+    return 0
+
+
+def _step_batch(plan: BatchPlan, step: int, images: torch.Tensor, labels: torch.Tensor, block: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Step ``step``'s planned batch, this rank's share of it, augmented and on ``device``;
+    with the whole batch's size."""
+    idx, flips, shifts = plan.indices(step)
+    batch_images = len(idx)
+    part = distributed.local_part(batch_images, block)
+    idx, flips = idx[part], flips[part]
+    x = images[idx]
+    if shifts is not None:
+        x = shift_images(x, shifts[part])
+    if flips.any():
+        f = torch.from_numpy(flips)
+        x[f] = x[f].flip(-1)
+    return to_float_tensor(x.to(device, non_blocking=True)), labels[idx].to(device, non_blocking=True), batch_images
+
+
+def _log_step(out: Any, lr: float, done: int, steps: int, label: str, rate: float, bar: Any,
+              on_log: Optional[Callable[[int, dict[str, float]], None]]) -> dict[str, float]:
+    """The step's loss terms and metrics (averaged over DDP ranks) to the log, the progress bar
+    and ``on_log``; returns them."""
+    metrics = {k: float(v.detach()) for k, v in out.terms.items()}
+    metrics.update(out.metrics)
+    metrics = distributed.mean_over_ranks(metrics)
+    metrics["lr"] = lr
+    log.info("%s step %d/%d %s (%.0f img/s)", label, done, steps, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), rate)
+    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
+    if on_log:
+        on_log(done, metrics)
+    return metrics
+
+
 def train(
     backbone: Backbone,
     loss: Loss,
@@ -261,13 +305,7 @@ def train(
     loss.to(device).train()
     opt = make_optimizer(parameter_groups(backbone, loss, cfg), cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    start = 0
-    if checkpoint is not None and cfg.resume and checkpoint.exists():
-        start = load_checkpoint(checkpoint, backbone, loss, opt)
-        stats.resumed_from = start
-        log.info("%s: resumed from %s at step %d", label, checkpoint, start)
-    elif cfg.resume:
-        log.info("%s: trainer.resume=true but no checkpoint at %s; starting at step 0", label, checkpoint)
+    start = stats.resumed_from = _resume(checkpoint, cfg, backbone, loss, opt, label)
 
     images = torch.from_numpy(np.array(faces.images)).permute(0, 3, 1, 2)  # into RAM, writable
     labels = torch.from_numpy(np.asarray(faces.labels, dtype=np.int64))
@@ -293,18 +331,7 @@ def train(
     with _StopSignal() as stop:
         try:
             for step in range(start, cfg.steps):
-                idx, flips, shifts = plan.indices(step)
-                batch_images = len(idx)
-                part = distributed.local_part(batch_images, block)
-                idx, flips = idx[part], flips[part]
-                x = images[idx]
-                if shifts is not None:
-                    x = shift_images(x, shifts[part])
-                if flips.any():
-                    f = torch.from_numpy(flips)
-                    x[f] = x[f].flip(-1)
-                x = to_float_tensor(x.to(device, non_blocking=True))
-                y = labels[idx].to(device, non_blocking=True)
+                x, y, batch_images = _step_batch(plan, step, images, labels, block, device)
                 factor = lr_factor(step, cfg)
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * factor
@@ -331,23 +358,8 @@ def train(
                 stats.images += batch_images
                 completed = done = step + 1
                 if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.steps):
-                    metrics = {k: float(v.detach()) for k, v in out.terms.items()}
-                    metrics.update(out.metrics)
-                    metrics = distributed.mean_over_ranks(metrics)
-                    metrics["lr"] = base_lrs[0] * factor
-                    stats.last_metrics = metrics
-                    rate = stats.images / max(1e-9, time.perf_counter() - began)
-                    log.info(
-                        "%s step %d/%d %s (%.0f img/s)",
-                        label,
-                        done,
-                        cfg.steps,
-                        " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-                        rate,
-                    )
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
-                    if on_log:
-                        on_log(done, metrics)
+                    stats.last_metrics = _log_step(out, base_lrs[0] * factor, done, cfg.steps, label,
+                                                   stats.images / max(1e-9, time.perf_counter() - began), bar, on_log)
                 bar.update(1)
                 # taken once per step and by every rank alike: a rank that stopped alone would
                 # leave the others waiting for its gradients

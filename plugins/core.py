@@ -9,7 +9,7 @@ from facebench.data.sources import LfwDataConfig, LfwTrainingFolds, SyntheticDat
 from facebench.hookspecs import hookimpl
 from facebench.protocols.lfw import LfwProtocol, LfwProtocolConfig
 from facebench.protocols.synthetic import SyntheticProtocol, SyntheticProtocolConfig
-from facebench.tracking import Tracker
+from facebench.components import Tracker
 from facebench.verifiers import CosineVerifier, L2Verifier, VerifierConfig
 
 

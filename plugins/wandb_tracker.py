@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from facebench.hookspecs import hookimpl
-from facebench.tracking import Tracker
+from facebench.components import Tracker
 
 log = logging.getLogger("facebench")
 

@@ -25,7 +25,8 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
-from facebench.data.synthetic import make_pairs_benchmark, make_training_set
+from facebench.data.synthetic import make_training_set
+from facebench.protocols.synthetic import make_pairs_benchmark
 from facebench.data.transforms import to_float_tensor, to_shape
 from facebench.protocols.benchmark import PairsBenchmark
 from facebench.protocols.metrics import accuracy, best_threshold

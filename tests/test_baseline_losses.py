@@ -20,7 +20,8 @@ from facebench.config import ConfigError, compose
 from facebench.run import execute
 from facebench_plugins.contrastive import ContrastiveLoss, pair_losses
 from facebench_plugins.deepface import DeepFaceConfig, DeepFaceNet, deepface_shapes
-from facebench_plugins.facenet import TripletLoss, batch_hard, semihard_negatives, squared_distances
+from facebench.mining import batch_hard, semihard_negatives, squared_distances
+from facebench_plugins.facenet import TripletLoss
 from facebench_plugins.margins import (
     ArcFaceConfig,
     CenterLoss,
@@ -245,7 +246,7 @@ def test_contrastive_balances_matching_and_nonmatching_pairs() -> None:
     for i, j in itertools.combinations(range(5), 2):
         d = float((feature[i] - feature[j]).norm())
         (pos if labels[i] == labels[j] else neg).append(0.5 * d**2 if labels[i] == labels[j] else 0.5 * max(0.0, 1.0 - d) ** 2)
-    balanced = ContrastiveLoss(margin=1.0, normalize=False, pairs="balanced")({FEATURE: feature}, labels)
+    balanced = ContrastiveLoss(margin=1.0, normalize=False, pairs="weighted")({FEATURE: feature}, labels)
     every = ContrastiveLoss(margin=1.0, normalize=False, pairs="all")({FEATURE: feature}, labels)
     assert balanced.terms["contrastive"].item() == pytest.approx(0.5 * (sum(pos) / len(pos) + sum(neg) / len(neg)))
     assert every.terms["contrastive"].item() == pytest.approx((sum(pos) + sum(neg)) / 10)

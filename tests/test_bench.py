@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from facebench.bench.__main__ import main
-from facebench.bench.blufr import straightforward_trial
-from facebench.bench.end_to_end import PEAK_WRAPPER, peak_gb
+from facebench_plugins.deepid2.bench.blufr import straightforward_trial
+from facebench_plugins.deepid2.bench.end_to_end import PEAK_WRAPPER, peak_gb
 from facebench.bench.report import Row
 from facebench.bench.runner import BenchContext, run_suite
 from facebench.bench.timing import Stats

@@ -13,7 +13,7 @@ from facebench.components import FEATURE
 from facebench.config import ConfigError
 from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, MarginConfig
 from facebench_plugins.deepid2.margin import Margin, best_threshold
-from facebench_plugins.deepid2.pairs import batch_pairs
+from facebench.mining import batch_pairs
 
 
 def verification_only(form: str, mode: str = "fixed", initial: float | None = 6.0, **kw) -> DeepID2Loss:

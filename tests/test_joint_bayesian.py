@@ -320,7 +320,7 @@ def test_unfitted_verifier_says_so():
 @pytest.mark.parametrize("mixed_counts", [False, True], ids=["few-people-per-count", "mixed-counts"])
 @pytest.mark.parametrize("em, accelerate", [("posterior", "none"), ("point", "none"), ("posterior", "px")])
 def test_naive_benchmark_baseline_gives_the_same_model(em, accelerate, mixed_counts):
-    from facebench.bench.naive_jb import naive_joint_bayesian_fit
+    from facebench_plugins.deepid2.bench.naive_jb import naive_joint_bayesian_fit
 
     x, labels = _mixed_count_data() if mixed_counts else _model_data(11)
     naive = naive_joint_bayesian_fit(x, labels, n_iter=8, em=em, expand=accelerate == "px")

@@ -213,4 +213,4 @@ def test_to_dict_is_json_and_downsamples_the_roc():
     exact = set(zip(summary.fpr.tolist(), summary.tpr.tolist()))
     assert set(zip(roc["fpr"], roc["tpr"])) <= exact
     assert record["auc"] == summary.auc
-    assert [f["name"] for f in record["folds"]] == ["a", "b"]
+    assert [f["name"] for f in summary.unit_rows()] == ["a", "b"] and "folds" not in record

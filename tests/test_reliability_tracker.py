@@ -16,7 +16,7 @@ from conftest import TINY
 from facebench.config import compose
 from facebench.registry import get_registry
 from facebench.run import execute
-from facebench.tracking import Tracker
+from facebench.components import Tracker
 
 #: No training and no PCA: the cheapest complete run (the record is what these tests are about).
 PIXELS = ["+method=pixels", *TINY, "device=cpu", "verifier.pca_dim=null"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facebench.data.synthetic import identity_names, make_pairs_benchmark, make_training_set, render_faces
+from facebench.data.synthetic import identity_names, make_training_set, render_faces
+from facebench.protocols.synthetic import make_pairs_benchmark
 from facebench.protocols.benchmark import PairsBenchmark
 
 SEED = 7

@@ -60,7 +60,23 @@ def test_plugin_listing_names_the_provider(installed_plugin: Path) -> None:
     assert "facebench-example-loss:example_loss" in line
 
 
-def test_readme_shows_the_example_that_is_tested() -> None:
-    readme = (REPO / "README.md").read_text()
-    assert (EXAMPLE / "facebench_example_loss.py").read_text().strip() in readme
-    assert (EXAMPLE / "pyproject.toml").read_text().strip() in readme
+def test_the_plugin_ships_a_preset_and_passes_the_contract_checks(installed_plugin: Path, tmp_path: Path) -> None:
+    """Installed from outside the repository: its `+method=pull` preset composes and runs, and
+    its loss and verifier pass facebench.testing's checks, with no change to facebench."""
+    proc = run(installed_plugin, "+method=pull", *TINY, f"results_root={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record_path,) = tmp_path.glob("*/metrics.json")
+    record = json.loads(record_path.read_text())
+    assert record["method"] == "pull" and record["components"]["verifier"]["name"] == "angle"
+    assert record["components"]["loss"]["pull_weight"] == 0.05 and record["components"]["trainer"]["steps"] == 6
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed_plugin), os.environ.get("PYTHONPATH", "")])}
+    checks = "from facebench.testing import check_loss, check_verifier; check_loss('pull'); check_verifier('angle'); print('passed')"
+    out = subprocess.run([sys.executable, "-c", checks], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "passed" in out.stdout, out.stderr[-3000:]
+
+
+def test_the_plugin_guide_points_at_the_tested_example() -> None:
+    guide = (REPO / "docs" / "PLUGINS.md").read_text()
+    for path in ("examples/pull_loss/pyproject.toml", "examples/pull_loss/facebench_example_loss/__init__.py",
+                 "examples/pull_loss/facebench_example_loss/presets/method/pull.yaml"):
+        assert path in guide and (REPO / path).is_file()

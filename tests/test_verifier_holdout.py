@@ -1,4 +1,4 @@
-"""``trainer.verifier_holdout``: the paper's split of people between the network and the verifier."""
+"""``evaluation.verifier_holdout``: the paper's split of people between the network and the verifier."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,8 @@ from facebench.components import FaceData
 from facebench.config import ConfigError, compose
 from facebench.protocols.benchmark import EvalUnit, PairFold, PairsBenchmark
 from facebench.protocols.pairs import PairsProtocol
-from facebench.run import checkpoint_key, execute, plan_run, verifier_people, without_people
+from facebench.run import checkpoint_key, execute, plan_run, without_people
+from facebench.splits import hold_out_people
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +25,8 @@ def _faces(counts: list[int]) -> FaceData:
 
 
 def _held(faces: FaceData, share: float, seed: int, where: str = "fold1") -> list[str]:
-    return verifier_people(faces.names, np.bincount(faces.labels), share, seed, where)
+    held = hold_out_people(np.bincount(faces.labels), share, np.random.default_rng(seed), "evaluation.verifier_holdout", where)
+    return sorted(faces.names[k] for k in held)
 
 
 def test_held_out_people_have_two_images_and_leave_the_training_faces() -> None:
@@ -40,7 +42,7 @@ def test_held_out_people_have_two_images_and_leave_the_training_faces() -> None:
 
 
 def test_too_small_a_share_is_refused_with_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=0.1 holds out 1 of .* fold3"):
+    with pytest.raises(ConfigError, match=r"evaluation.verifier_holdout=0.1 holds out 1 of the 6 people with 2\+ images of fold3"):
         _held(_faces([2] * 6), 0.1, seed=0, where="fold3")
 
 
@@ -66,10 +68,10 @@ def test_verifier_is_fitted_on_the_given_people_only() -> None:
 
 
 def test_refused_before_any_work_without_per_split_training() -> None:
-    with pytest.raises(ConfigError, match="trainer.verifier_holdout=0.3 needs a pair protocol with per-split training"):
-        plan_run(compose(["+method=deepid", *TINY, "trainer.verifier_holdout=0.3"]))
-    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=1.0: not accepted; use a number >= 0 and < 1"):
-        plan_run(compose(["+method=deepid", *TINY, "trainer.verifier_holdout=1.0"]))
+    with pytest.raises(ConfigError, match="evaluation.verifier_holdout=0.3 needs a pair protocol with per-split training"):
+        plan_run(compose(["+method=deepid", *TINY, "evaluation.verifier_holdout=0.3"]))
+    with pytest.raises(ConfigError, match=r"evaluation.verifier_holdout=1.0: not accepted; use a number >= 0 and < 1"):
+        plan_run(compose(["+method=deepid", *TINY, "evaluation.verifier_holdout=1.0"]))
 
 
 def test_lfw_run_trains_without_the_held_out_people(tmp_path) -> None:
@@ -77,7 +79,7 @@ def test_lfw_run_trains_without_the_held_out_people(tmp_path) -> None:
     root = make_lfw(tmp_path / "lfw", people=people)
     overrides = ["+method=deepid", "data=lfw", f"data.root={root}", "trainer.steps=2", "trainer.pk_identities=4",
                  "trainer.pk_images=2", "verifier.pca_dim=null", "device=cpu", f"results_root={tmp_path}"]
-    held = compose([*overrides, "trainer.verifier_holdout=0.5"])
+    held = compose([*overrides, "evaluation.verifier_holdout=0.5"])
     assert checkpoint_key(held) != checkpoint_key(compose(overrides))
     record = execute(held, tmp_path / "run")
     assert record["status"] == "complete"
@@ -94,7 +96,7 @@ def test_a_share_that_misfits_a_later_split_is_refused_before_any_split_trains(t
     root = make_lfw(tmp_path / "lfw", people=people)
     cfg = compose(["+method=deepid", "data=lfw", f"data.root={root}", "trainer.steps=2", "trainer.pk_identities=4",
                    "trainer.pk_images=2", "trainer.checkpoint_every=1", "verifier.pca_dim=null", "device=cpu",
-                   f"results_root={tmp_path}", "trainer.verifier_holdout=0.5"])
-    with pytest.raises(ConfigError, match=r"trainer.verifier_holdout=0.5 holds out \d of the \d+ training people of fold2"):
+                   f"results_root={tmp_path}", "evaluation.verifier_holdout=0.5"])
+    with pytest.raises(ConfigError, match=r"evaluation.verifier_holdout=0.5 holds out \d of the \d+ people with 2\+ images of the training people of fold2"):
         execute(cfg, tmp_path / "run")
     assert not list((tmp_path / "checkpoints").glob("*/*.pt")), "a split trained before the share was checked"

@@ -1,4 +1,5 @@
-"""The workloads of ``python -m facebench.bench``, by name, in the order they run.
+"""The workloads of ``python -m facebench.bench``, by name, in the order they run: the core's,
+then those plugins register (the core measures no method itself).
 
 Each workload module is imported only when its workload is selected, so ``--only`` of one
 workload neither pays for nor depends on the others' imports (some measure plugins that
@@ -26,19 +27,27 @@ class Workload:
         return run(ctx)
 
 
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload("local", "facebench.bench.local_layer", "LocallyConnected2d fwd+bwd vs Conv2d and broadcast"),
-        Workload("train", "facebench.bench.training", "DeepID2 training via facebench.train vs a minimal loop"),
-        Workload("ensemble", "facebench.bench.ensemble", "batched 8-net DeepID2 ensemble vs the nets one by one"),
-        Workload("jb_fit", "facebench.bench.joint_bayesian", "Joint Bayesian EM fit vs the per-person loop"),
-        Workload("blufr", "facebench.bench.blufr", "BLUFR trial scoring (VR@0.1%, DIR@1%) with Joint Bayesian"),
-        Workload("lfw_view2", "facebench.bench.lfw_view2", "LFW View 2 from cached features vs a grid search"),
-        Workload("cache", "facebench.bench.data_cache", "second load of LFW from the decoded cache vs the first"),
-        Workload("e2e", "facebench.bench.end_to_end", "python -m facebench +method=deepid2: wall time, peak memory"),
-    )
-}
+#: The core's own workloads; plugins add theirs with ``registry.add_workload`` (the DeepID2
+#: plugin: training, the ensemble, Joint Bayesian, the protocols scored with it, end to end).
+CORE_WORKLOADS = (
+    Workload("local", "facebench.bench.local_layer", "LocallyConnected2d fwd+bwd vs Conv2d and broadcast"),
+    Workload("cache", "facebench.bench.data_cache", "second load of LFW from the decoded cache vs the first"),
+)
+
+
+def all_workloads() -> dict[str, Workload]:
+    """The core's workloads, then every plugin's, in registration order."""
+    from facebench.registry import get_registry
+
+    found = {w.name: w for w in CORE_WORKLOADS}
+    for w in get_registry().workloads:
+        if w.name in found:
+            raise ValueError(f"workload {w.name!r} is registered twice ({w.module} and {found[w.name].module})")
+        found[w.name] = Workload(w.name, w.module, w.summary)
+    return found
+
+
+WORKLOADS: dict[str, Workload] = all_workloads()
 
 
 class UnknownWorkload(ValueError):

@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from facebench.components import FaceData
+from facebench.components import Dataset, FaceData
 from facebench.data.align import TEMPLATE_112x96, align_face
 from facebench.data.cache import file_fingerprint
 from facebench.data.chunked import cached_decode, cached_decode_files
@@ -133,7 +133,7 @@ def read_names(path: Path) -> dict[int, str]:
     return out
 
 
-class CelebAData:
+class CelebAData(Dataset):
     """CelebA identities, aligned to the LFW template (outside data: no family)."""
 
     family = None

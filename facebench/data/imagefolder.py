@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from facebench.components import FaceData
+from facebench.components import Dataset, FaceData
 from facebench.data.chunked import cached_decode_files
 from facebench.data.layouts import check_crop
 from facebench.errors import DataError
@@ -70,7 +70,7 @@ def scan_identities(root: Path) -> list[tuple[str, list[Path]]]:
     return out
 
 
-class ImageFolderData:
+class ImageFolderData(Dataset):
     """Identity-labelled faces from an image folder tree (outside data: no family)."""
 
     family = None

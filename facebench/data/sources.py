@@ -7,16 +7,16 @@ means one model per evaluated split, on that split's training people only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from facebench.components import FaceData
+from facebench.components import Dataset, FaceData
 from facebench.data.cache import cached_images
 from facebench.data.lfw import detect_layout, resolve_root
 from facebench.data.synthetic import make_training_set
 from facebench.data.transforms import to_shape
-from facebench.protocols.synthetic import GENERATOR_VERSION
+from facebench.data.synthetic import GENERATOR_VERSION
 
 
 @dataclass
@@ -29,8 +29,7 @@ class SyntheticDataConfig:
     seed: int = 99
 
 
-class SyntheticData:
-    family = None
+class SyntheticData(Dataset):
     #: Made-up faces: the synthetic benchmark is the only protocol that fits them, and the only
     #: training data it fits (see ``facebench.run.check_pairing``).
     synthetic = True
@@ -64,7 +63,7 @@ class LfwDataConfig:
     variant: Optional[str] = None
 
 
-class LfwTrainingFolds:
+class LfwTrainingFolds(Dataset):
     family = "lfw"
 
     def __init__(self, cfg: LfwDataConfig) -> None:
@@ -72,3 +71,7 @@ class LfwTrainingFolds:
 
     def check(self) -> None:
         detect_layout(resolve_root(self.cfg.root, "data.root"), self.cfg.variant)
+
+    def protocol_defaults(self) -> dict[str, Any]:
+        """The LFW protocol reads the same copy of LFW unless ``protocol.root`` says otherwise."""
+        return {"root": self.cfg.root}

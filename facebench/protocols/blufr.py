@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from facebench.components import FaceData, Verifier
+from facebench.components import FaceData, Protocol, Verifier
 from facebench.config import ConfigError
 from facebench.data.lfw import find_layout, load_people
 from facebench.data.layouts import LfwLayout
@@ -310,6 +310,14 @@ class BlufrSummary:
               "dir_threshold": t.dir_threshold, **t.counts, **t.seconds} for t in self.trials]
         )
 
+    def unit_rows(self) -> list[dict[str, Any]]:
+        """Each trial's figures, thresholds, sizes and timings."""
+        return [
+            {"name": t.name, "vr": t.vr, "vr_threshold": _finite(t.vr_threshold), "dir": t.dir,
+             "dir_threshold": _finite(t.dir_threshold), **t.counts, **t.seconds}
+            for t in self.trials
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         vr = self._stats([t.vr for t in self.trials])
         dir_ = self._stats([t.dir for t in self.trials])
@@ -324,11 +332,6 @@ class BlufrSummary:
             "dir_std": _finite(dir_[1]),
             "dir_mean_minus_std": _finite(dir_[2]),
             "n_trials": len(self.trials),
-            "units": [
-                {"name": t.name, "vr": t.vr, "vr_threshold": _finite(t.vr_threshold), "dir": t.dir,
-                 "dir_threshold": _finite(t.dir_threshold), **t.counts, **t.seconds}
-                for t in self.trials
-            ],
             # Thresholds differ per trial (each fits its own verifier), so the mean ROC has none.
             "roc": {
                 "fpr": [float(v) for v in self.fpr],
@@ -350,7 +353,7 @@ def _project(verifier: Verifier, x: np.ndarray, rows: int = 4096) -> tuple[np.nd
     return x, verifier.score_matrix
 
 
-class BlufrProtocol:
+class BlufrProtocol(Protocol):
     """The BLUFR protocol over LFW; trials are its evaluation units."""
 
     family = "lfw"
@@ -430,9 +433,14 @@ class BlufrProtocol:
         return bench.people(unit.test)
 
     def evaluate_unit(
-        self, bench: BlufrBenchmark, unit: BlufrTrial, features: np.ndarray, verifier: Verifier
+        self, bench: BlufrBenchmark, unit: BlufrTrial, features: np.ndarray, verifier: Verifier,
+        fit_people: Optional[list[str]] = None,
     ) -> TrialOutcome:
-        """Fit on the trial's training set; VR over all test pairs, DIR over probes against the gallery."""
+        """Fit on the trial's training set; VR over all test pairs, DIR over probes against the
+        gallery. BLUFR defines its own training sets, so ``fit_people`` must stay None."""
+        if fit_people is not None:
+            raise ConfigError("protocol=blufr fits each trial's verifier on the trial's own training set: "
+                              "set evaluation.verifier_holdout=0")
         labels = bench.faces.labels
         t0 = time.perf_counter()
         verifier.fit(features[unit.train], labels[unit.train])

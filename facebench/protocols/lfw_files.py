@@ -13,13 +13,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from facebench.errors import DataError
+
 _NUMBER = re.compile(r"[0-9]+")
 _MAX_DIGITS = 9
 #: Characters that would make a name reach outside its own folder under the data root.
 _PATH_CHARACTERS = ("/", "\\", "\0")
 
 
-class ProtocolFileError(ValueError):
+class ProtocolFileError(DataError, ValueError):
     """A protocol file that does not follow the official layout.
 
     The message reads ``"<path>:<line>: <what is wrong>. <how to fix>"`` so editors and

@@ -181,8 +181,17 @@ class VerificationSummary:
         idx = np.searchsorted(self.fpr, grid, side="right") - 1
         return np.unique(np.concatenate([[0], idx, [len(self.fpr) - 1]]))
 
+    def unit_rows(self) -> list[dict]:
+        """Each evaluated fold's threshold, accuracy and pair count, JSON-safe."""
+        return [
+            {"name": f.name, "threshold": _json_float(f.threshold), "accuracy": _json_float(f.accuracy),
+             "n_pairs": int(f.n_pairs)}
+            for f in self.folds
+        ]
+
     def to_dict(self, max_roc_points: int = 200) -> dict:
-        """A JSON-safe record: plain floats/ints/lists, non-finite floats as ``None``.
+        """The summary metrics, JSON-safe: plain floats/ints/lists, non-finite floats as ``None``
+        (per-fold values: :meth:`unit_rows`).
 
         Per-fold test scores are left out (they can be thousands of numbers per fold); the
         ROC is down-sampled with :meth:`roc_points`, while ``auc`` and ``eer`` stay the values
@@ -206,15 +215,6 @@ class VerificationSummary:
                     "low_confidence": bool(t.low_confidence),
                 }
                 for t in self.tar_at_far
-            ],
-            "folds": [
-                {
-                    "name": f.name,
-                    "threshold": _json_float(f.threshold),
-                    "accuracy": _json_float(f.accuracy),
-                    "n_pairs": int(f.n_pairs),
-                }
-                for f in self.folds
             ],
             "roc": {
                 "fpr": [_json_float(v) for v in self.fpr[keep]],

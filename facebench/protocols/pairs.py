@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from facebench.components import Verifier
+from facebench.components import Protocol, Verifier
 from facebench.config import ConfigError
 from facebench.protocols.benchmark import EvalUnit, PairsBenchmark
 from facebench.protocols.metrics import evaluate_pair_folds
@@ -44,12 +44,11 @@ def select_units(bench: PairsBenchmark, folds: Optional[list[int]], key: str) ->
     return [by_test[f] for f in folds]
 
 
-class PairsProtocol:
+class PairsProtocol(Protocol):
     """Shared evaluation rule of pair protocols; subclasses only load their benchmark."""
 
     name = "pairs"
-    family = ""
-    primary_metric = "mean_accuracy"
+    supports_verifier_holdout = True
 
     def load(self, shape: tuple[int, int, int], cache_dir: str, on_bad_image: str) -> PairsBenchmark:
         raise NotImplementedError

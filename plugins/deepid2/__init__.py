@@ -4,7 +4,8 @@ Registers: backbone ``deepid2`` (the DeepID-family ConvNet at DeepID2's sizes: 5
 20/40/60/80 maps, conv3 locally shared in 2 x 2 blocks, 160-d), backbone ``deepid2_ensemble``
 (one ConvNet per face patch), loss ``deepid2`` (joint identification-verification), verifier
 ``joint_bayesian`` and verifier ``deepid2_ensemble`` (patch selection, PCA + Joint Bayesian,
-SVM fusion). Presets: conf/method/deepid2*.yaml (each documents itself in its comments).
+SVM fusion). Presets: presets/method/deepid2*.yaml (each documents itself in its comments).
+Speed workloads: bench/ (training, ensemble, Joint Bayesian, protocols, end to end).
 """
 from __future__ import annotations
 
@@ -34,8 +35,16 @@ def build_ensemble_verifier(cfg: EnsembleVerifierConfig, ctx: BuildContext) -> P
 
 @hookimpl
 def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add_presets(f"{__name__}.presets")
     registry.add("backbone", "deepid2", build_deepid2_net, DeepIDNetConfig)
     registry.add("backbone", "deepid2_ensemble", build_ensemble, DeepID2EnsembleConfig)
     registry.add("loss", "deepid2", build_deepid2_loss, DeepID2LossConfig)
     registry.add("verifier", "joint_bayesian", build_joint_bayesian, JointBayesianConfig)
     registry.add("verifier", "deepid2_ensemble", build_ensemble_verifier, EnsembleVerifierConfig)
+    bench = f"{__name__}.bench"
+    registry.add_workload("train", f"{bench}.training", "DeepID2 training via facebench.train vs a minimal loop")
+    registry.add_workload("ensemble", f"{bench}.ensemble", "batched 8-net DeepID2 ensemble vs the nets one by one")
+    registry.add_workload("jb_fit", f"{bench}.joint_bayesian", "Joint Bayesian EM fit vs the per-person loop")
+    registry.add_workload("blufr", f"{bench}.blufr", "BLUFR trial scoring (VR@0.1%, DIR@1%) with Joint Bayesian")
+    registry.add_workload("lfw_view2", f"{bench}.lfw_view2", "LFW View 2 from cached features vs a grid search")
+    registry.add_workload("e2e", f"{bench}.end_to_end", "python -m facebench +method=deepid2: wall time, peak memory")

@@ -22,7 +22,7 @@ made in turn, each from the patches no earlier selection took. With more than on
 (scikit-learn LinearSVC on standardised scores) is trained on the held-out pairs' vector of the
 sets' Joint Bayesian scores (models fitted without the held-out people, so the SVM does not
 see scores of the people the models were fitted on); its decision value is the verifier's score.
-Unless ``trainer.verifier_holdout`` keeps people out of the ConvNets' training, the nets were
+Unless ``evaluation.verifier_holdout`` keeps people out of the ConvNets' training, the nets were
 trained on the held-out people too (the paper trains its nets on CelebFaces+A and Joint Bayesian
 on the disjoint CelebFaces+B), so held-out scores run above test scores: on LFW folds 1-6, by 4
 points (README). Finally every set's PCA + Joint Bayesian is refitted on all the people ``fit``
@@ -43,6 +43,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import LinearSVC
 
+from facebench.splits import hold_out_people
 from facebench.components import Verifier
 from facebench.config import ConfigError
 from facebench.protocols.metrics import accuracy, best_threshold
@@ -110,14 +111,8 @@ def patch_columns(dim: int, block_dim: int, flip_concat: bool) -> list[np.ndarra
 def holdout_split(labels: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(fit, held-out) image masks: a ``share`` of the people with 2+ images is held out."""
     people, counts = np.unique(labels, return_counts=True)
-    multi = people[counts >= 2]
-    n_out = int(round(share * len(multi)))
-    if not 0.0 < share < 1.0 or n_out < 2 or len(multi) - n_out < 2:
-        raise ConfigError(
-            f"verifier.holdout={share}: {len(multi)} training people have 2+ images; both the held-out share and "
-            "the rest need at least 2 of them"
-        )
-    out = np.isin(labels, rng.choice(multi, size=n_out, replace=False))
+    held = hold_out_people(counts, share, rng, "verifier.holdout", "the verifier's training people")
+    out = np.isin(labels, people[held])
     return ~out, out
 
 

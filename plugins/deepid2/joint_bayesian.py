@@ -46,7 +46,7 @@ Decisions (each a reading a user can check):
   divide by count - 1) for the initial and every M-step covariance, as the widely used public
   implementation does, so its results and ours can be compared; for ``em="posterior"`` the
   maximum-likelihood one (divide by count; the data are centred). The per-person reference EM
-  in the tests and the slow baseline ``facebench.bench.naive_jb`` implement both.
+  in the tests and the slow baseline ``facebench_plugins.deepid2.bench.naive_jb`` implement both.
 - People with a single image carry no within-person information and are left out of the fit
   altogether (the mean, the initial covariances and the EM), as METHODS.md prescribes.
 - The data mean is that of the images the fit uses; scores centre features with it.

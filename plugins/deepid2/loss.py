@@ -6,7 +6,7 @@ loss here is ``id_weight * cross-entropy + lambda_ * verification``:
 - identification: cross-entropy of an n-way softmax head on the DeepID2 feature f (mean over
   the batch's images);
 - verification: one of the forms of :mod:`.verification` on pairs of the batch (mean over the
-  pairs :mod:`.pairs` forms), with the margin of :mod:`.margin` for the L1/L2 forms.
+  pairs ``facebench.mining.batch_pairs`` draws), with the margin of :mod:`.margin` for the L1/L2 forms.
 
 lambda_ = 0.05 is the paper's choice. The paper's sweep runs from 0 (identification only, =
 DeepID) to infinity (verification only); ``lambda_ = inf`` is that limit and means exactly
@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facebench.mining import PAIRINGS, batch_pairs, pair_distance
+from facebench.validation import one_of
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.config import ConfigError
 from facebench_plugins.deepid2.margin import Margin
-from facebench_plugins.deepid2.pairs import PAIRINGS, batch_pairs
-from facebench_plugins.deepid2.verification import FORMS, cosine_terms, margin_terms, pair_distance
+from facebench_plugins.deepid2.verification import FORMS, cosine_terms, margin_terms
 
 
 @dataclass
@@ -61,7 +62,11 @@ class JointSignalConfig:
       DeepID; inf = verification only).
     id_weight: weight of the identification signal (1; 0 with lambda_ 1 = verification only).
     verification: l2 (the paper's best) | l1 | cosine.
-    pairs: balanced (every same pair of the P x K batch + as many random different pairs) | all.
+    pairs: balanced (every same pair of the P x K batch + as many random different pairs) | all
+      (facebench.mining's pairings). The paper samples pairs of training images at random, and
+      in such a stream almost all are different-identity pairs; ``balanced`` keeps the signal,
+      the train pair accuracy and the margin's threshold window on a half-same sample, ``all``
+      is closer to the paper's random pairs (its threshold then dominated by different pairs).
     margin: see MarginConfig.
     cosine_scale, cosine_bias: initial w and b of the cosine form (the paper gives none; w 10,
       b -5 map the [0, 1] cosines of ReLU features onto logits -5..5).
@@ -70,7 +75,7 @@ class JointSignalConfig:
     lambda_: float = 0.05
     id_weight: float = 1.0
     verification: str = "l2"
-    pairs: str = "balanced"
+    pairs: str = one_of("balanced", *PAIRINGS)
     margin: MarginConfig = field(default_factory=MarginConfig)
     cosine_scale: float = 10.0
     cosine_bias: float = -5.0

@@ -7,7 +7,7 @@ For a pair (fi, fj) with y = same person or not:
 - ``l1``: the same with the L1 norm.
 - ``cosine``: 0.5 * (y' - sigmoid(w * cos(fi, fj) + b))^2 with learnable w, b and y' in {0, 1}.
 
-Every function works on a leading "net" axis R (one row per ConvNet of an ensemble; R = 1 for
+Distances come from ``facebench.mining.pair_distance``. Every function works on a leading "net" axis R (one row per ConvNet of an ensemble; R = 1 for
 one net), so an ensemble's signals are computed in one batched call.
 """
 from __future__ import annotations
@@ -15,22 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FORMS = ("l2", "l1", "cosine")
+from facebench.mining import NORMS
 
-
-def pair_distance(fi: torch.Tensor, fj: torch.Tensor, form: str) -> torch.Tensor:
-    """(R, n) distances of aligned pair rows of (R, n, D) features, in the form's norm.
-
-    The L2 norm gets a floor under its square root: its derivative is infinite at 0, and P x K
-    batches repeat the images of identities with fewer than K images, so d = 0 happens. The
-    cosine form has no distance: it reports 1 - cos, for the margin-free statistics only.
-    """
-    diff = fi - fj
-    if form == "l2":
-        return diff.pow(2).sum(-1).clamp(min=1e-12).sqrt()
-    if form == "l1":
-        return diff.abs().sum(-1)
-    return 1.0 - F.cosine_similarity(fi, fj, dim=-1, eps=1e-8)
+FORMS = NORMS
 
 
 def margin_terms(distance: torch.Tensor, same: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
