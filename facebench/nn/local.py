@@ -172,7 +172,29 @@ def local_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
     ``x`` (G*N, C, H, W), already padded; ``weight`` (G*B, kh*kw*C, O) with rows ordered (kh, kw, C).
     """
+    if torch.onnx.is_in_onnx_export():
+        return _local_matmul_graph(x, weight, bias, kernel, stride, layout, groups)
     return _LocalMatmul.apply(x, weight, bias, kernel, stride, layout, groups)
+
+
+def _local_matmul_graph(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel: tuple[int, int],
+                        stride: tuple[int, int], layout: Layout, groups: int) -> torch.Tensor:
+    """:class:`_LocalMatmul`'s forward as operations exporters can trace into a graph (ONNX):
+    the patches by ``F.unfold`` (im2col, rows ordered (C, kh, kw), so the kernels' rows are
+    reordered to match), no in-place writes into a preallocated output, the batch size symbolic."""
+    (kh, kw), (rh, bh, rw, bw) = kernel, layout
+    c = x.shape[1]
+    k = kh * kw * c
+    patches = F.unfold(x, (kh, kw), stride=stride)  # (G*N, C*kh*kw, Ho*Wo)
+    patches = patches.reshape(groups, -1, k, rh, bh, rw, bw).permute(0, 3, 5, 4, 6, 1, 2)
+    patches = patches.reshape(groups * rh * rw, bh * bw, -1, k).flatten(1, 2)
+    kernels = weight.reshape(-1, kh, kw, c, weight.shape[2]).permute(0, 3, 1, 2, 4).reshape(-1, k, weight.shape[2])
+    out = torch.bmm(patches, kernels)
+    o = out.shape[2]
+    product = out.reshape(groups, rh, rw, bh, bw, -1, o).permute(0, 5, 6, 1, 3, 2, 4)
+    if bias is not None:
+        product = product + bias.view(groups, 1, rh, 1, rw, 1, o).permute(0, 1, 6, 2, 3, 4, 5)
+    return product.reshape(-1, o, rh * bh, rw * bw)
 
 
 def block_kernels(weight: torch.Tensor, bias: torch.Tensor | None, in_channels: int,

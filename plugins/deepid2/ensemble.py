@@ -26,6 +26,8 @@ faces); grey is ITU-R 601 luma of the RGB face.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 
 import torch
@@ -101,8 +103,34 @@ def crop_patch(faces: torch.Tensor, patch: PatchConfig) -> torch.Tensor:
     if patch.channels == 1:
         x = torch.einsum("nchw,c->nhw", x, x.new_tensor(LUMA)).unsqueeze(1)
     if tuple(x.shape[-2:]) != (patch.height, patch.width):
+        if torch.onnx.is_in_onnx_export():
+            return resample_as_products(x, patch.height, patch.width)
         x = F.interpolate(x, size=(patch.height, patch.width), mode="bilinear", antialias=True, align_corners=False)
     return x
+
+
+def resampling_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """(size_out, size_in): antialiased bilinear resizing of one axis as a matrix, read off
+    ``F.interpolate`` applied to the unit vectors (the resize is separable, one axis at a time)."""
+    # Channel c holds unit vector c along H, twice along W (a width of 1 takes another code path
+    # in torch, whose weights differ from the 2-D resize's).
+    unit = torch.eye(size_in).reshape(1, size_in, size_in, 1).expand(1, size_in, size_in, 2).contiguous()
+    out = F.interpolate(unit, size=(size_out, 2), mode="bilinear", antialias=True, align_corners=False)
+    return out[0, :, :, 0].T
+
+
+@functools.lru_cache(maxsize=None)
+def resampling_pair(box_height: int, box_width: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row and column resampling matrices of one patch size, computed once (outside any
+    graph being traced: a traced ``F.interpolate`` would be exported)."""
+    return resampling_matrix(box_height, height), resampling_matrix(box_width, width)
+
+
+def resample_as_products(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``crop_patch``'s antialiased resize as two matrix products, which graph exporters (ONNX
+    opsets without antialiased Resize) can express; equal to it up to float rounding."""
+    rows, cols = resampling_pair(int(x.shape[-2]), int(x.shape[-1]), height, width)
+    return rows.to(x) @ x @ cols.to(x).T
 
 
 class DeepID2Ensemble(Backbone):
@@ -117,6 +145,7 @@ class DeepID2Ensemble(Backbone):
             raise ConfigError(f"backbone.conv3_sharing={cfg.conv3_sharing!r}: use one of {', '.join(SHARING)}")
         for p in self.patches:
             left, top, right, bottom = p.box
+            resampling_pair(bottom - top, right - left, p.height, p.width)  # computed now, not inside an export
             if not (0 <= left < right <= cfg.face_width and 0 <= top < bottom <= cfg.face_height):
                 raise ConfigError(
                     f"backbone.patches[{p.name}].box={p.box}: needs 0 <= left < right <= {cfg.face_width} and "

@@ -232,12 +232,12 @@ class StackedDeepIDNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.count
-        n = len(x) // g
+        # The batch size is never read as a number, so a traced graph (ONNX) keeps it symbolic.
         if runs_net_by_net(x.device):
-            joint = torch.stack([self._net_joint(part, k) for k, part in enumerate(x.chunk(g))])
+            joint = torch.stack([self._net_joint(part, k) for k, part in enumerate(x.unflatten(0, (g, -1)).unbind(0))])
         else:
             pool3 = self.stage3(self.stage2(self.stage1(x)))
             c4 = self.conv4(pool3)
-            joint = torch.cat([pool3.reshape(g, n, -1), c4.reshape(g, n, -1)], dim=2)
-        f = self.fc(joint).transpose(0, 1).reshape(n, g * self.feature_dim)
-        return torch.relu(self.fc_norm(f)).view(n, g, self.feature_dim)
+            joint = torch.cat([pool3.flatten(1).unflatten(0, (g, -1)), c4.flatten(1).unflatten(0, (g, -1))], dim=2)
+        f = self.fc(joint).transpose(0, 1).flatten(1)
+        return torch.relu(self.fc_norm(f)).unflatten(1, (g, self.feature_dim))
