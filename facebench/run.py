@@ -420,11 +420,12 @@ def _unit_training(
             **skipped_images(outside),
         }
         evaluated = sorted({p for u in units for p in plan.protocol.test_people(bench, u)})
+        anonymous = bench.info.get("anonymous_people")  # a benchmark that names no one (a .bin)
         audits.append(
             audit_identities(
                 outside.names, evaluated, cfg.allow_identity_overlap, "data", plan.regime,
-                unnamed=outside.info.get("unnamed_identities"),
-                unnamed_reason=outside.info.get("why_unnamed", ""),
+                unnamed=outside.names if anonymous else outside.info.get("unnamed_identities"),
+                unnamed_reason=anonymous or outside.info.get("why_unnamed", ""),
             )
         )
         return {unit.name: UnitTraining(outside) for unit in units}

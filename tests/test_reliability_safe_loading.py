@@ -173,11 +173,19 @@ def test_the_scan_finds_what_it_forbids() -> None:
     assert unsafe_calls("torch.load(p, weights_only=True)\nnp.load(p, allow_pickle=False)\nyaml.safe_load(s)\n") == []
 
 
+#: Reviewed uses of pickle: the verification .bin reader imports it to subclass the Unpickler
+#: with a find_class that resolves numpy's array reconstruction only, after an opcode scan
+#: (tests/test_formats.py: hostile files are refused and create nothing).
+REVIEWED_PICKLE = {"facebench/protocols/bin_file.py": ["line 15: import from ['pickle']"]}
+
+
 def test_no_module_loads_code_from_files_or_configs() -> None:
     """Plugin modules are loaded through entry points (importlib.metadata), never by a name
     taken from a config."""
     found = {str(p.relative_to(REPO)): unsafe_calls(p.read_text()) for p in SOURCES}
-    assert {k: v for k, v in found.items() if v} == {}
+    assert {k: v for k, v in found.items() if v and REVIEWED_PICKLE.get(k) != v} == {}
+    reader = (REPO / "facebench" / "protocols" / "bin_file.py").read_text()
+    assert "def find_class" in reader and "ALLOWED_GLOBALS" in reader and "pickle.load(" not in reader
 
 
 # --- configs -------------------------------------------------------------------------------
