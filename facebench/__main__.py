@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -53,7 +54,7 @@ def task(cfg: DictConfig) -> dict:
         sys.exit(128 + (exc.signum or signal.SIGINT))
     except FacebenchError as exc:
         if multirun:
-            return sweeps.record_failure(cfg, run_dir, exc, show_traceback=False)
+            return objective_value(cfg, sweeps.record_failure(cfg, run_dir, exc, show_traceback=False))
         print(f"facebench: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -65,15 +66,27 @@ def task(cfg: DictConfig) -> dict:
     except Exception as exc:
         if not multirun:
             raise
-        return sweeps.record_failure(cfg, run_dir, exc, show_traceback=True)
+        return objective_value(cfg, sweeps.record_failure(cfg, run_dir, exc, show_traceback=True))
     if launch is not None and not launch.is_main:
         return record
-    if record.get("status") in ("complete", "partial"):
+    if record.get("reused"):
+        print(f"facebench: {record['method']}: complete record reused (reuse_complete): {record['run_dir']}")
+        sweeps.drop_empty_job_dir(run_dir)
+    elif record.get("status") in ("complete", "partial"):
         print(f"facebench: {record['method']} on {cfg.protocol.name} ({record['regime']}): {record['headline']}")
         print(f"facebench: record: {Path(record['run_dir']) / 'metrics.json'}")
     else:
         print(f"facebench: {run_label(cfg)}: configuration valid ({record['regime']}); nothing trained")
-    return record
+    return objective_value(cfg, record)
+
+
+def objective_value(cfg: DictConfig, record: dict) -> Any:
+    """The record, or with ``objective=<metric>`` that metric as a float (NaN when the run has
+    none: an optimising sweeper counts the trial as failed)."""
+    if not cfg.objective:
+        return record
+    value = record.get("metrics", {}).get(cfg.objective)
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def check_component_overrides(argv: list[str], registry: Registry) -> None:
@@ -107,6 +120,8 @@ def check_code_targets(argv: list[str]) -> None:
             continue
         if override.is_delete():
             continue
+        if override.is_sweep_override() and not (override.is_choice_sweep() or override.is_range_sweep()):
+            continue  # interval(...) for optimising sweepers: numbers, no code
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             for part in reversed(override.key_or_group.split(".")):

@@ -115,6 +115,7 @@ class RunConfig:
     seed: int = ranged(0, ge=0)
     regime: str = one_of("auto", "auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
     on_bad_image: str = one_of("fail", "fail", "skip")
+    objective: Optional[str] = None
 
 
 def register_core_configs() -> None:

@@ -30,7 +30,9 @@ from facebench.features import extract_features
 from facebench.labels import run_label
 from facebench.registry import KINDS, Registry, get_registry, plugin_distributions
 from facebench.splits import hold_out_people
-from facebench.results import RECORD_FILE, RecordError, environment, new_run_dir, write_artifacts, write_record, write_text
+from facebench.results import (
+    RECORD_FILE, RecordError, environment, new_run_dir, read_record, write_artifacts, write_record, write_text,
+)
 from facebench.validation import validate_node
 from facebench.train import TrainStats, train
 
@@ -38,7 +40,8 @@ log = logging.getLogger("facebench")
 
 #: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
 #: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
-VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "results_root", "cache_dir", "method", "verifier", "features")
+VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "reuse_complete", "objective", "results_root", "cache_dir", "method",
+                 "verifier", "features")
 #: Skipped images listed by path in a record (all are counted); the rest are in the log.
 SKIPS_LISTED = 20
 
@@ -140,6 +143,29 @@ def check_pairing(cfg: DictConfig, dataset: Dataset, protocol: Protocol) -> None
             "benchmark, which says nothing about real faces. Name a real benchmark: protocol=lfw_view2 "
             "protocol.root=/path/to/lfw (or export FACEBENCH_LFW=/path/to/lfw and add protocol=lfw_view2)."
         )
+
+
+def config_key(cfg: DictConfig) -> str:
+    """What makes two runs the same experiment: the whole run config (seed and folds included)
+    but where it is written and how it is reported."""
+    plain = to_plain(cfg)
+    for k in ("results_root", "cache_dir", "tracker", "validate_only", "reuse_complete", "objective"):
+        plain.pop(k, None)
+    plain.get("trainer", {}).pop("resume", None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def complete_record(results_root: Path, key: str) -> Optional[dict[str, Any]]:
+    """The newest complete record under ``results_root`` whose ``config_key`` is ``key``."""
+    found = []
+    for path in results_root.rglob(RECORD_FILE):
+        try:
+            record = read_record(path)
+        except RecordError:
+            continue
+        if record.get("config_key") == key and record["status"] == "complete" and not record.get("error"):
+            found.append((path.stat().st_mtime, record))
+    return max(found, key=lambda item: item[0])[1] if found else None
 
 
 @dataclass
@@ -286,6 +312,13 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     if cfg.validate_only:
         log.info("configuration valid: every component built and every path checked; nothing trained (validate_only)")
         return {"status": "validated", "regime": plan.regime}
+    key = config_key(cfg)
+    if cfg.reuse_complete:
+        done = complete_record(Path(cfg.results_root), key)
+        if done is not None:
+            log.info("%s: a complete record of this configuration exists (%s); not run again (reuse_complete)",
+                     plan.label, done["run_dir"])
+            return {**done, "reused": True}
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.results_root, plan.label)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain_cfg = to_plain(cfg)
@@ -303,6 +336,7 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
         "metrics": {},
         "units": [],
         "environment": environment(),
+        "config_key": key,
         "plugins": plugin_distributions(plan.registry, cfg),
         "run_dir": str(run_dir),
     }

@@ -12,6 +12,7 @@ completed and which failed with their error, and exits with status 1 if any fail
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,13 @@ def record_failure(cfg: DictConfig, run_dir: Path, exc: BaseException, show_trac
     }
     write_record(run_dir, record)
     return record
+
+
+def drop_empty_job_dir(job_dir: Path) -> None:
+    """Remove a run folder that holds only Hydra's own files (a run skipped by reuse_complete), so
+    it is not listed as a run without a record."""
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in job_dir.iterdir()):
+        shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def _job_overrides(job_dir: Path, output_subdir: Any) -> list[str]:

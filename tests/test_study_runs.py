@@ -1,0 +1,51 @@
+"""What a study run over several sittings and an optimising sweeper need from a run: complete
+records are reused, not redone; a run can return its objective as a number; interval sweeps pass
+the config checks."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from facebench.__main__ import check_code_targets, objective_value
+from facebench.config import compose
+from facebench.run import config_key, execute
+
+
+def test_a_complete_record_is_reused_and_a_changed_config_runs(tmp_path: Path) -> None:
+    overrides = ["+method=pixels", *TINY, f"results_root={tmp_path}", "reuse_complete=true"]
+    first = execute(compose(overrides), tmp_path / "a")
+    again = execute(compose(overrides), tmp_path / "b")
+    assert again["reused"] and again["run_dir"] == first["run_dir"] and not (tmp_path / "b").exists()
+    other = execute(compose([*overrides, "seed=1"]), tmp_path / "c")
+    assert not other.get("reused") and other["config_key"] != first["config_key"]
+    assert config_key(compose(overrides)) == config_key(compose([*overrides, f"results_root={tmp_path}/x"]))
+
+
+def test_a_sweep_run_twice_runs_each_job_once(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "facebench", "-m", "+method=pixels", *TINY, "seed=0,1", f"results_root={tmp_path}",
+            "reuse_complete=true", f"hydra.sweep.dir={tmp_path}/sweep"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run(args[:-1] + [f"hydra.sweep.dir={tmp_path}/again"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("complete record reused") == 2
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")]
+    assert len(records) == 2 and not any(p.is_dir() for p in (tmp_path / "again").glob("*-pixels-*"))
+
+
+def test_the_objective_is_returned_as_a_number() -> None:
+    cfg = compose(["objective=mean_accuracy"])
+    assert objective_value(cfg, {"metrics": {"mean_accuracy": 0.81}}) == pytest.approx(0.81)
+    assert math.isnan(objective_value(cfg, {"status": "failed", "metrics": {}}))  # a failed trial, for the sweeper
+    record = {"metrics": {}}
+    assert objective_value(compose([]), record) is record
+
+
+def test_interval_sweeps_pass_the_code_target_check() -> None:
+    check_code_targets(["trainer.lr=interval(0.0001,0.1)", "loss.margin=tag(log,interval(0.1,0.5))"])
