@@ -132,7 +132,10 @@ def format_table(rows: list[Row], hardware: dict[str, Any], quick: bool) -> str:
     """The printed report: hardware, one line per row, then the notes of each row."""
     head = (
         f"hardware: {hardware['cpu_model']}, {hardware['cpus']} cores, torch threads {hardware['torch_threads']}, "
-        f"BLAS threads {hardware['blas_threads']}, device {hardware['device']}"
+        f"BLAS threads {hardware['blas_threads']}, torch CPU capability {hardware.get('torch_cpu_capability', '?')}, "
+        f"BLAS core {', '.join(hardware.get('blas_core_types') or ['?'])}"
+        + "".join(f", {k}={v}" for k, v in (hardware.get("kernel_env") or {}).items())
+        + f", device {hardware['device']}"
         + (f" ({hardware['device_name']}) for the torch workloads; the numpy ones (jb_fit, blufr, lfw_view2, "
            "cache) run on the CPU" if hardware.get("device_name") else "")
     )

@@ -78,6 +78,12 @@ def hardware(ctx: BenchContext, torch_default_threads: int, thread_env: dict[str
     ]
     return {
         "cpu_model": cpu_model(),
+        # What the kernels dispatch to: torch's CPU capability (ATEN_CPU_CAPABILITY=avx2 forces the
+        # AVX2 code path), the BLAS core type (OPENBLAS_CORETYPE forces one, and slows numpy's BLAS).
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas_core_types": sorted({str(lib.get("architecture")) for lib in threadpool_info()
+                                   if lib.get("internal_api") in ("openblas", "mkl", "blis")}),
+        "kernel_env": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE") if k in os.environ},
         "cpus": len(os.sched_getaffinity(0)),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
