@@ -22,7 +22,9 @@ What counts, and why:
 - The test against ``--baseline`` pairs units (folds, trials): each side's per-unit values are
   first averaged over its seeds, then a paired t-test (``scipy.stats.ttest_rel``) and, from
   ``MIN_WILCOXON_UNITS`` units on, a Wilcoxon signed-rank test. Only groups with the same
-  protocol, regime and units are paired.
+  protocol, regime and units are paired. The t-tests' p-values are also given Holm-adjusted
+  over the entries compared on one protocol, regime and set of units (many entries against one
+  baseline: some p < 0.05 arise by chance).
 """
 from __future__ import annotations
 
@@ -293,9 +295,33 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
             else:
                 tests.append(_paired(unit_means[key], unit_means[bases[0]]))
         table = pd.concat([table, pd.DataFrame(tests, index=table.index)], axis=1)
+        table["t_pvalue_holm"] = _holm_by_family(table)
     table = table.sort_values(["protocol", "regime", "n_units", "mean"], ascending=[True, True, False, False])
     table["units"] = table["units"].map(" ".join)
     return table.reset_index(drop=True)
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of ``pvalues`` (one family of tests): controls the chance of
+    any false rejection among them, without assuming the tests independent."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    steps = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted
+
+
+def _holm_by_family(table: pd.DataFrame) -> pd.Series:
+    """Holm-adjusted t-test p-values, each family being the entries compared with the baseline
+    on one protocol, regime and set of units."""
+    adjusted = pd.Series(np.nan, index=table.index)
+    if "t_pvalue" not in table:
+        return adjusted
+    tested = table[table["t_pvalue"].notna()]
+    for _, family in tested.groupby(["protocol", "regime", "units"]):
+        adjusted[family.index] = holm(family["t_pvalue"].to_numpy())
+    return adjusted
 
 
 def _test_cells(row: pd.Series) -> tuple[str, str]:
@@ -304,6 +330,8 @@ def _test_cells(row: pd.Series) -> tuple[str, str]:
     if isinstance(note, str):
         return note, ""
     t = f"t({int(row['t_df'])})={row['t_statistic']:.3g}, p={row['t_pvalue']:.3g}"
+    if pd.notna(row.get("t_pvalue_holm")):
+        t += f", Holm p={row['t_pvalue_holm']:.3g}"
     if pd.isna(row.get("wilcoxon_pvalue")):
         return t, f"not run (n<{MIN_WILCOXON_UNITS} units)"
     return t, f"W={row['wilcoxon_statistic']:.3g}, p={row['wilcoxon_pvalue']:.3g}"
@@ -377,13 +405,16 @@ def to_markdown(
     return "\n".join(lines) + "\n"
 
 
-def to_html(shown: pd.DataFrame, skipped: list[Skipped], root: Path, roc_png: Optional[str]) -> str:
+def to_html(shown: pd.DataFrame, skipped: list[Skipped], root: Path, roc_png: Optional[str],
+            forest_png: Optional[str] = None) -> str:
     """A static page; every string from a record, config or file name (cells and column headers,
     which carry the baseline's method name) goes through html.escape."""
     escaped = shown.map(lambda v: html.escape(str(v))).rename(columns=lambda c: html.escape(str(c)))
     table = escaped.to_html(index=False, escape=False, border=0)
     skips = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in skipped)
     image = f'<h2>ROC curves (mean over runs)</h2><img src="{roc_png}" alt="ROC curves">' if roc_png else ""
+    if forest_png:
+        image = f'<h2>Means and confidence intervals</h2><img src="{forest_png}" alt="forest plot">' + image
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>facebench leaderboard</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -397,6 +428,37 @@ averaged over seeds.</p>
 <h2>Skipped ({len(skipped)})</h2><ul>{skips}</ul>
 </body></html>
 """
+
+
+def save_forest_plot(path: Path, table: pd.DataFrame) -> bool:
+    """Each entry's mean and confidence interval over seeds, one panel per protocol, regime and
+    set of units, best at the top: which entries' intervals overlap is what a reader looks for.
+    Returns False when no row has an interval."""
+    rows = table[table["ci_low"].notna()]
+    if rows.empty:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(rows.groupby(["protocol", "regime", "units"], sort=True))
+    height = max(2.5, 0.35 * max(len(p) for _, p in panels) + 1.2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), height), dpi=110, squeeze=False)
+    for ax, ((protocol, regime, _), part) in zip(axes[0], panels):
+        part = part.sort_values("mean")
+        y = np.arange(len(part))
+        ax.errorbar(part["mean"], y, xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                    fmt="o", capsize=3, lw=1.2)
+        labels = [f"{m} ({d})" if d else m for m, d in zip(part["method"], part["differs"])]
+        ax.set_yticks(y, [label.replace("$", r"\$") for label in labels], fontsize=8)
+        ax.set_xlabel(f"{part['metric'].iloc[0]} (mean, {CONFIDENCE:.0%} CI over seeds)")
+        ax.set_title(f"{protocol} ({regime})".replace("$", r"\$"), fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"))
+    plt.close(fig)
+    return True
 
 
 def save_roc_overlay(path: Path, runs: list[Run]) -> bool:
@@ -441,7 +503,7 @@ def write_outputs(
     markdown: Optional[Path],
     command: Optional[str] = None,
 ) -> str:
-    """leaderboard.csv, leaderboard.md, index.html and roc.png under ``out`` (and the markdown
+    """leaderboard.csv, leaderboard.md, index.html, roc.png and forest.png under ``out`` (and the markdown
     also at ``markdown``), each written atomically. Returns the markdown."""
     shown = display_table(table)
     text = to_markdown(shown, skipped, root, command, tuple(sorted({r.machine for r in runs})))
@@ -450,7 +512,9 @@ def write_outputs(
     if markdown:
         write_text(markdown, text)
     has_roc = save_roc_overlay(out / "roc.png", runs)
-    write_text(out / "index.html", to_html(shown, skipped, root, "roc.png" if has_roc else None))
+    has_forest = save_forest_plot(out / "forest.png", table)
+    write_text(out / "index.html", to_html(shown, skipped, root, "roc.png" if has_roc else None,
+                                           "forest.png" if has_forest else None))
     return text
 
 

@@ -129,3 +129,20 @@ def test_cli_writes_escaped_html_markdown_and_csv(root: Path, tmp_path: Path, ca
     assert set(csv["method"]) == {"A", "B", XSS} and len(csv) == 4
     printed = capsys.readouterr().out
     assert "skipped" in printed and "broken" in printed
+
+
+def test_holm_adjusts_the_paired_tests_of_one_family(root: Path) -> None:
+    assert lb.holm(np.array([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+    assert lb.holm(np.array([0.5, 0.001])) == pytest.approx([0.5, 0.002])
+    runs, _ = lb.collect(root)
+    table = lb.leaderboard(runs, baseline="A")
+    family = table[(table["n_units"] == 10) & table["t_pvalue"].notna()]
+    assert list(family["t_pvalue_holm"]) == pytest.approx(list(lb.holm(family["t_pvalue"].to_numpy())))
+    cells = [lb._test_cells(row)[0] for _, row in family.iterrows()]
+    assert all("Holm p=" in c for c in cells)
+
+
+def test_the_page_shows_a_forest_plot(root: Path) -> None:
+    assert lb.main(["--root", str(root), "--baseline", "A"]) == 0
+    out = root / "leaderboard"
+    assert (out / "forest.png").stat().st_size > 0 and 'src="forest.png"' in (out / "index.html").read_text()
