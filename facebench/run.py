@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from facebench.atomic_io import DiskFullError
 from facebench.audit import audit_identities, audit_status

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facebench.validation import one_of, ranged
+from facebench.validation import ranged
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.hookspecs import hookimpl
 

@@ -27,7 +27,6 @@ that and the windows make several thousand faces take a few seconds on one core.
 from __future__ import annotations
 
 import hashlib
-import warnings
 
 import numpy as np
 import torch
