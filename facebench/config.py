@@ -90,9 +90,17 @@ class EvaluationConfig:
       (unrestricted_no_outside): with outside training data the verifier already sees unseen
       people.
       (``trainer.verifier_holdout`` before; the old key is refused with this one's name.)
+    curve_holdout: share of each training set's people with 2+ images kept out of the network's
+      training to measure a learning curve on: validation pair accuracy (cosine on the features,
+      best threshold on those pairs) and AUC at 25, 50, 75 and 100% of the training budget, in
+      each unit's record row. Never the test fold: a study judges convergence on it (an entry
+      still gaining over a point in its last quarter has not converged). 0 (off) by default.
+    curve_pairs: same and as many different pairs drawn among the curve's people (seeded).
     """
 
     verifier_holdout: float = ranged(0.0, ge=0, lt=1)
+    curve_holdout: float = ranged(0.0, ge=0, lt=1)
+    curve_pairs: int = ranged(500, ge=10)
 
 
 @dataclass

@@ -154,8 +154,9 @@ def load_run(path: Path) -> Run:
 
 
 def record_flags(rec: dict[str, Any]) -> tuple[str, ...]:
-    """What a reader must know before trusting a record's number: a collapsed training, an
-    identity audit that could not (fully) be made, protocol files other than the official ones."""
+    """What a reader must know before trusting a record's number: a collapsed training, a
+    learning curve still rising at the end of the budget, an identity audit that could not
+    (fully) be made, protocol files other than the official ones."""
     flags = []
     collapse = rec.get("collapse") if isinstance(rec.get("collapse"), dict) else {}
     if collapse.get("collapsed"):
@@ -163,6 +164,8 @@ def record_flags(rec: dict[str, Any]) -> tuple[str, ...]:
     audit = rec.get("identity_audit_status")
     if audit in ("not checkable", "partly checked"):
         flags.append(f"identity audit {audit}")
+    if any(isinstance(u, dict) and u.get("still_improving") for u in rec.get("units", [])):
+        flags.append("still improving in its last quarter")
     bench = rec.get("benchmark") if isinstance(rec.get("benchmark"), dict) else {}
     if bench.get("protocol_files_official") is False:
         flags.append("unofficial protocol files")

@@ -28,6 +28,7 @@ from facebench.config import (
 )
 from facebench.features import extract_features
 from facebench.labels import run_label
+from facebench.learning_curve import LearningCurve, still_improving
 from facebench.registry import KINDS, Registry, get_registry, plugin_distributions
 from facebench.splits import hold_out_people
 from facebench.results import (
@@ -112,11 +113,13 @@ def checkpoint_key(cfg: DictConfig) -> str:
         plain.pop(k, None)
     trainer = plain.get("trainer", {})
     trainer.pop("resume", None)
-    # The hold-out decides who the networks train on, so it is part of the key; it is keyed where
-    # it was set before it moved from trainer to evaluation, so earlier checkpoints still resume.
-    holdout = plain.pop("evaluation", {}).get("verifier_holdout", 0)
-    if holdout:
-        trainer["verifier_holdout"] = holdout
+    # The hold-outs decide who the networks train on, so they are part of the key (the verifier's
+    # keyed where it was set before it moved from trainer to evaluation, so earlier checkpoints
+    # still resume); the curve's pair count is not.
+    evaluation = plain.pop("evaluation", {})
+    for share in ("verifier_holdout", "curve_holdout"):
+        if evaluation.get(share):
+            trainer[share] = evaluation[share]
     plain.get("protocol", {}).pop("folds", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -269,7 +272,8 @@ def _training_identities(faces: FaceData, cfg: DictConfig, where: str) -> FaceDa
 
 
 def _train_unit(
-    cfg: DictConfig, plan: Plan, faces: FaceData, unit_name: str, checkpoint_dir: Path
+    cfg: DictConfig, plan: Plan, faces: FaceData, unit_name: str, checkpoint_dir: Path,
+    curve_faces: Optional[FaceData] = None,
 ) -> tuple[Any, Any, TrainStats]:
     ctx = BuildContext(
         num_classes=len(faces.names), device=str(plan.device), seed=int(cfg.seed), input_shape=plan.shape
@@ -287,6 +291,10 @@ def _train_unit(
     )
     loss = plan.registry.build("loss", cfg.loss, ctx)
     trainer_cfg = OmegaConf.to_object(cfg.trainer)
+    learning_curve = None
+    if curve_faces is not None:
+        learning_curve = LearningCurve(backbone, curve_faces, int(cfg.trainer.steps), int(cfg.evaluation.curve_pairs),
+                                       int(cfg.seed), plan.device, int(cfg.features.batch_size))
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
         plan.tracker.log({f"{unit_name}/{k}": v for k, v in metrics.items()}, step)
@@ -301,7 +309,10 @@ def _train_unit(
         checkpoint=checkpoint_dir / f"{unit_name}.pt",
         label=f"{plan.label}/{unit_name}",
         on_log=on_log,
+        on_step=learning_curve.measure if learning_curve is not None else None,
     )
+    if learning_curve is not None:
+        stats.curve = learning_curve.points
     return backbone, loss, stats
 
 
@@ -370,10 +381,12 @@ def execute(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
 
 @dataclass
 class UnitTraining:
-    """What one unit's model is trained on, and who its verifier is fitted on (None: all)."""
+    """What one unit's model is trained on, who its verifier is fitted on (None: all), and the
+    held-out training people its learning curve is measured on (None: no curve)."""
 
     faces: FaceData
     fit_people: Optional[list[str]] = None
+    curve_faces: Optional[FaceData] = None
 
 
 @dataclass
@@ -402,7 +415,8 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         t = time.perf_counter()
         if plan.per_unit_training or trained is None:
             name = unit.name if plan.per_unit_training else "model"
-            backbone, _, stats = _train_unit(cfg, plan, unit_training.faces, name, checkpoint_dir)
+            backbone, _, stats = _train_unit(cfg, plan, unit_training.faces, name, checkpoint_dir,
+                                             unit_training.curve_faces)
             trained = Trained(backbone, stats)
         timings["train_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -462,7 +476,8 @@ def _unit_training(
                 unnamed_reason=anonymous or outside.info.get("why_unnamed", ""),
             )
         )
-        return {unit.name: UnitTraining(outside) for unit in units}
+        outside, curve = _curve_split(cfg, outside, "the training data")
+        return {unit.name: UnitTraining(outside, curve_faces=curve) for unit in units}
     held_out = _verifier_people_by_unit(cfg, plan, bench, units)
     training = {}
     for unit in units:
@@ -472,8 +487,22 @@ def _unit_training(
         )
         faces = _training_identities(faces, cfg, unit.name)
         fit_people = held_out.get(unit.name)
-        training[unit.name] = UnitTraining(without_people(faces, fit_people) if fit_people else faces, fit_people)
+        faces, curve = _curve_split(cfg, without_people(faces, fit_people) if fit_people else faces,
+                                    f"the training people of {unit.name}")
+        training[unit.name] = UnitTraining(faces, fit_people, curve)
     return training
+
+
+def _curve_split(cfg: DictConfig, faces: FaceData, where: str) -> tuple[FaceData, Optional[FaceData]]:
+    """(faces to train on, faces of the people held out for the learning curve or None)."""
+    share = float(cfg.evaluation.curve_holdout)
+    if not share:
+        return faces, None
+    held = hold_out_people(np.bincount(faces.labels, minlength=len(faces.names)), share,
+                           np.random.default_rng([int(cfg.seed), 7]), "evaluation.curve_holdout", where)
+    people = [faces.names[k] for k in held]
+    curve = faces.subset(np.flatnonzero(np.isin(faces.labels, held)))
+    return without_people(faces, people), curve
 
 
 def _unit_row(name: str, unit_training: UnitTraining, trained: Trained, verifier: Any) -> dict[str, Any]:
@@ -490,6 +519,7 @@ def _unit_row(name: str, unit_training: UnitTraining, trained: Trained, verifier
         "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
         "resumed_from_step": stats.resumed_from,
         "final_train_metrics": stats.last_metrics,
+        **({"learning_curve": stats.curve, "still_improving": still_improving(stats.curve)} if stats.curve else {}),
         **({"features_constant": features_constant(trained.features)} if stats.steps else {}),
         **({"verifier_report": fit_report()} if fit_report is not None else {}),
     }

@@ -1,6 +1,8 @@
 """Holding people out: the one rule for keeping a seeded share of a set's people aside.
 
-Used where a fit must be judged, or made, on people another fit never saw: the evaluation's
+Used where a fit must be judged, or made, on people another fit never saw: the learning curve
+(``evaluation.curve_holdout``: validation accuracy on training people the network does not
+train on), the evaluation's
 verifier hold-out (``evaluation.verifier_holdout``: the verifier is fitted on people the network
 did not train on, as DeepID2 fitted Joint Bayesian on CelebFaces+B) and the DeepID2 ensemble's
 patch selection (``verifier.holdout``: sets are chosen on pairs of people the Joint Bayesian
@@ -26,3 +28,16 @@ def hold_out_people(counts: np.ndarray, share: float, rng: np.random.Generator, 
             "the held-out share and the rest each need 2 or more of them: change the share"
         )
     return np.sort(held)
+
+
+def draw_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` same and ``count`` different pairs (row indices into ``labels``), LFW-style: a
+    same pair picks a person with 2+ images, then two of them; a different pair two people, then
+    one image of each."""
+    people, inverse = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(people))]
+    multi = [m for m in members if len(m) >= 2]
+    same = np.array([rng.choice(multi[k], size=2, replace=False) for k in rng.integers(len(multi), size=count)])
+    two = [rng.choice(len(members), size=2, replace=False) for _ in range(count)]
+    diff = np.array([[rng.choice(members[a]), rng.choice(members[b])] for a, b in two])
+    return np.concatenate([same, diff]), np.repeat([True, False], count)

@@ -59,6 +59,7 @@ class TrainStats:
     resumed_from: int = 0
     stopped_early: bool = False
     last_metrics: dict[str, float] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -290,6 +291,7 @@ def train(
     checkpoint: Optional[Path] = None,
     label: str = "train",
     on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
+    on_step: Optional[Callable[[int], None]] = None,
 ) -> TrainStats:
     """Fit ``backbone`` + ``loss`` for ``cfg.steps`` steps on ``faces``; returns what happened.
 
@@ -361,6 +363,8 @@ def train(
                     stats.last_metrics = _log_step(out, base_lrs[0] * factor, done, cfg.steps, label,
                                                    stats.images / max(1e-9, time.perf_counter() - began), bar, on_log)
                 bar.update(1)
+                if on_step is not None:  # e.g. a learning-curve point; it must leave the nets in training mode
+                    on_step(done)
                 # taken once per step and by every rank alike: a rank that stopped alone would
                 # leave the others waiting for its gradients
                 stopping = distributed.any_rank_signal(stop.received)

@@ -49,3 +49,24 @@ def test_the_objective_is_returned_as_a_number() -> None:
 
 def test_interval_sweeps_pass_the_code_target_check() -> None:
     check_code_targets(["trainer.lr=interval(0.0001,0.1)", "loss.margin=tag(log,interval(0.1,0.5))"])
+
+
+def test_a_learning_curve_is_measured_on_held_out_training_people(tmp_path: Path) -> None:
+    from facebench.learning_curve import best_threshold_accuracy, still_improving
+    from facebench.leaderboard import record_flags
+    import numpy as np
+
+    assert best_threshold_accuracy(np.array([0.9, 0.8, 0.2, 0.1]), np.array([True, True, False, False])) == 1.0
+    assert best_threshold_accuracy(np.array([0.1, 0.9]), np.array([True, False])) == 0.5
+    curve = [{"fraction": f, "val_accuracy": a} for f, a in ((0.25, 0.6), (0.5, 0.7), (0.75, 0.75), (1.0, 0.8))]
+    assert still_improving(curve) and not still_improving(curve[:3] + [{"fraction": 1.0, "val_accuracy": 0.755}])
+    record = execute(compose(["+method=deepid", *TINY, "trainer.steps=8", "evaluation.curve_holdout=0.3",
+                              "evaluation.curve_pairs=40", f"results_root={tmp_path}"]), tmp_path / "run")
+    row = record["units"][0]
+    points = row["learning_curve"]
+    assert [p["step"] for p in points] == [2, 4, 6, 8] and [p["fraction"] for p in points] == [0.25, 0.5, 0.75, 1.0]
+    assert all(0.0 <= p["val_accuracy"] <= 1.0 and 0.0 <= p["val_auc"] <= 1.0 for p in points)
+    assert row["train_identities"] == 24 - round(0.3 * 24)  # the curve's people train no network
+    assert ("still improving in its last quarter" in record_flags(record)) == row["still_improving"]
+    plain = execute(compose(["+method=deepid", *TINY, "trainer.steps=8", f"results_root={tmp_path}"]), tmp_path / "plain")
+    assert "learning_curve" not in plain["units"][0]

@@ -43,7 +43,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import LinearSVC
 
-from facebench.splits import hold_out_people
+from facebench.splits import draw_pairs, hold_out_people
 from facebench.components import Verifier
 from facebench.config import ConfigError
 from facebench.protocols.metrics import accuracy, best_threshold
@@ -114,17 +114,6 @@ def holdout_split(labels: np.ndarray, share: float, rng: np.random.Generator) ->
     held = hold_out_people(counts, share, rng, "verifier.holdout", "the verifier's training people")
     out = np.isin(labels, people[held])
     return ~out, out
-
-
-def draw_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` same and ``count`` different pairs (row indices into ``labels``), LFW-style."""
-    people, inverse = np.unique(labels, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(people))]
-    multi = [m for m in members if len(m) >= 2]
-    same = np.array([rng.choice(multi[k], size=2, replace=False) for k in rng.integers(len(multi), size=count)])
-    two = [rng.choice(len(members), size=2, replace=False) for _ in range(count)]
-    diff = np.array([[rng.choice(members[a]), rng.choice(members[b])] for a, b in two])
-    return np.concatenate([same, diff]), np.repeat([True, False], count)
 
 
 class PatchEnsembleVerifier(Verifier):
