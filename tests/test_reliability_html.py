@@ -17,6 +17,8 @@ from facebench.results import write_record
 
 SCRIPT = '"><script>alert("method")</script>'
 IMG = "<img src=x onerror=alert(1)>"
+#: The images the page itself shows (written by the leaderboard beside it).
+OWN_IMAGES = ("roc.png", "forest.png")
 #: Elements the template writes; anything else in the page was injected.
 TEMPLATE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "code", "table", "thead",
                  "tbody", "tr", "th", "td", "ul", "li", "img"}
@@ -36,7 +38,7 @@ def injected(page: str) -> list[str]:
     parser.feed(page)
     found = [tag for tag, _ in parser.tags if tag not in TEMPLATE_TAGS]
     found += [f"{tag} {name}" for tag, attrs in parser.tags for name, _ in attrs if name.startswith("on")]
-    found += [f"img src={dict(attrs).get('src')}" for tag, attrs in parser.tags if tag == "img" and dict(attrs).get("src") != "roc.png"]
+    found += [f"img src={dict(attrs).get('src')}" for tag, attrs in parser.tags if tag == "img" and dict(attrs).get("src") not in OWN_IMAGES]
     return found
 
 
