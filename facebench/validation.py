@@ -42,7 +42,7 @@ class Rule:
             bounds = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if v is not None]
             text = "a number " + " and ".join(bounds)
         if self.each:
-            text = f"a list of {text.removeprefix('a ')}s" if self.choices is None else f"a list of values, each {text}"
+            text = "a list of " + (text.replace("a number", "numbers", 1) if self.choices is None else f"values, each {text}")
         return text + (" (or null)" if self.allow_none else "")
 
     def violated(self, value: Any) -> bool:

@@ -150,7 +150,8 @@ class BinProtocol(PairsProtocol):
         labels: list[np.ndarray] = []
         folds: list[PairFold] = []
         units: list[EvalUnit] = []
-        for path in self.files():
+        paths = self.files()
+        for path in paths:
             images, same = load_bin(path, expected_pairs(path, self.cfg.expected_pairs))
             n_pairs = len(same)
             fold_of_pair = np.arange(n_pairs) * N_FOLDS // n_pairs
@@ -169,8 +170,8 @@ class BinProtocol(PairsProtocol):
                 units.append(EvalUnit(f"{path.stem}/fold{k + 1}", first_fold + k, train))
             all_images.extend(images)
         faces = self._decode(all_images, np.concatenate(labels), names, shape, cache_dir, on_bad_image)
-        info = {"sets": [p.name for p in self.files()], "anonymous_people": ANONYMOUS,
-                "files_sha256": {p.name: sha256_of(p) for p in self.files()}}
+        info = {"sets": [p.name for p in paths], "anonymous_people": ANONYMOUS,
+                "files_sha256": {p.name: sha256_of(p) for p in paths}}
         return PairsBenchmark(name=self.name, faces=faces, folds=folds, units=units, info=info)
 
     def _decode(self, images: list[bytes], labels: np.ndarray, names: list[str], shape: tuple[int, int, int],
