@@ -124,6 +124,7 @@ class RunConfig:
     regime: str = one_of("auto", "auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
     on_bad_image: str = one_of("fail", "fail", "skip")
     objective: Optional[str] = None
+    label: Optional[str] = None
 
 
 def register_core_configs() -> None:
@@ -146,6 +147,9 @@ ALLOWED_CALLBACKS = frozenset({
     "hydra.experimental.callbacks.LogJobReturnCallback",
     "hydra.experimental.callbacks.PickleJobInfoCallback",
 })
+#: Parts of a sweeper that Hydra's optimising sweepers build from the config, and the one
+#: module each may name a class of: hydra-optuna-sweeper's sampler (TPE, random, CMA-ES, ...).
+SWEEPER_PARTS = {"hydra.sweeper.sampler": "optuna.samplers"}
 #: Python logging configs (dictConfig) call a handler's ``class`` and any ``()`` factory.
 LOGGING_NODES = ("hydra.job_logging", "hydra.hydra_logging")
 
@@ -161,11 +165,27 @@ def hydra_plugin_targets() -> frozenset[str]:
     return frozenset(f"{c.__module__}.{c.__name__}" for kind in (Launcher, Sweeper) for c in plugins.discover(kind))
 
 
+def _sweeper_part(parent: str, value: str) -> bool:
+    """Whether ``value`` is a class the module SWEEPER_PARTS gives for ``parent`` exports."""
+    module_name, _, name = value.rpartition(".")
+    if SWEEPER_PARTS.get(parent) != module_name:
+        return False
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    return name in getattr(module, "__all__", ()) and isinstance(getattr(module, name, None), type)
+
+
 def _allowed_target(parent: str, key: str, value: Any) -> bool:
     if key != "_target_" or not isinstance(value, str):
         return False
     if parent in HYDRA_PLUGIN_NODES:
         return value in hydra_plugin_targets()
+    if parent in SWEEPER_PARTS:
+        return _sweeper_part(parent, value)
     return parent.startswith("hydra.callbacks.") and parent.count(".") == 2 and value in ALLOWED_CALLBACKS
 
 
@@ -173,7 +193,8 @@ def _refusal(where: str, value: Any) -> ConfigError:
     return ConfigError(
         f"config key '{where}' (= {value!r}) is not allowed: facebench never instantiates arbitrary code from a "
         "config. Name a registered component instead (python -m facebench.plugins lists them); Hydra launchers "
-        "and sweepers are chosen through their groups (hydra/launcher=joblib), and hydra.callbacks may name only "
+        "and sweepers are chosen through their groups (hydra/launcher=joblib), a sweeper's sampler through "
+        "hydra/sweeper/sampler=tpe, and hydra.callbacks may name only "
         f"{', '.join(sorted(ALLOWED_CALLBACKS))}."
     )
 

@@ -8,14 +8,17 @@ label; the leaderboard's settings column shows them.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 #: The groups a method preset pins; choosing another one changes what the method is.
 COMPONENT_GROUPS = ("backbone", "loss", "verifier")
 
 
-def method_label(method: str, overrides: Sequence[str]) -> str:
-    """``method`` with the component groups ``overrides`` choose, in command-line order."""
+def method_label(method: str, overrides: Sequence[str], label: Optional[str] = None) -> str:
+    """``method`` with the component groups ``overrides`` choose, in command-line order; or
+    ``label`` when the run was given one (a study names each of its entries)."""
+    if label:
+        return str(label)
     chosen = []
     for override in overrides:
         key, sep, value = str(override).lstrip("+~").partition("=")
@@ -35,4 +38,4 @@ def run_label(cfg: Any) -> str:
         overrides = list(cfg.hydra.overrides.task)
     else:
         overrides = []
-    return method_label(cfg.method, overrides)
+    return method_label(cfg.method, overrides, cfg.get("label"))

@@ -65,6 +65,18 @@ class LearningCurve:
         })
 
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The points so far as one tensor (rows: step, fraction, accuracy, AUC), for checkpoints."""
+        keys = ("step", "fraction", "val_accuracy", "val_auc")
+        return {"points": torch.tensor([[p[k] for k in keys] for p in self.points], dtype=torch.float64).reshape(-1, 4)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.points = [
+            {"step": int(step), "fraction": float(fraction), "val_accuracy": float(acc), "val_auc": float(auc)}
+            for step, fraction, acc, auc in state["points"].tolist()
+        ]
+
+
 def still_improving(curve: list[dict[str, float]]) -> bool:
     """Whether validation accuracy rose by more than ``STILL_IMPROVING`` over the last quarter."""
     by_fraction = {p["fraction"]: p["val_accuracy"] for p in curve}

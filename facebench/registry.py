@@ -49,6 +49,9 @@ class Component:
     schema: type
     provider: str
     default_protocol: Optional[str] = None
+    #: What a study tunes of this component: its config key -> a Hydra sweep expression
+    #: (``interval(0.1, 0.6)``, ``tag(log, interval(1e-3, 1))``, ``choice(16, 32, 64)``).
+    search_space: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,11 +104,15 @@ class Registry:
         factory: Callable[..., Any],
         schema: type,
         default_protocol: Optional[str] = None,
+        search_space: Optional[dict[str, str]] = None,
     ) -> None:
         """Register ``factory(cfg, ctx)`` under ``kind``/``name`` with its config dataclass.
 
         ``default_protocol`` (datasets only): the protocol that ``data=<name>`` selects, for a
         dataset that is itself a benchmark's training side (LFW's training folds).
+        ``search_space``: the hyperparameters a study tunes for this component (the learning
+        rate is the study's), each a field of ``schema`` with a Hydra sweep expression; checked
+        here, so a plugin with a bad space fails when it loads, not hours into a study.
         """
         if kind not in KINDS:
             raise RegistryError(f"unknown component kind {kind!r}; kinds are {sorted(KINDS)}")
@@ -119,7 +126,9 @@ class Registry:
                 f"two plugins claim {kind} {name!r}: {existing.provider} and {self._provider}. "
                 "Uninstall one of them or rename the component in one plugin."
             )
-        self.components[kind][name] = Component(kind, name, factory, schema, self._provider, default_protocol)
+        space = dict(search_space or {})
+        _check_search_space(f"{self._provider}: {kind} {name!r}", schema, space)
+        self.components[kind][name] = Component(kind, name, factory, schema, self._provider, default_protocol, space)
 
     def add_presets(self, package: str) -> None:
         """Offer the config groups in ``package`` (e.g. ``method/<name>.yaml`` for ``+method=<name>``)
@@ -206,6 +215,24 @@ class Registry:
                         ]
                     },
                 )
+
+
+def _check_search_space(where: str, schema: type, space: dict[str, str]) -> None:
+    """Each key a field of the schema, each value a sweep expression Hydra parses."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    known = {f.name for f in fields(schema)}
+    parser = OverridesParser.create()
+    for key, expression in space.items():
+        if key.split(".", 1)[0] not in known:
+            raise RegistryError(f"{where}: search_space key {key!r} is not a field of {schema.__name__}")
+        try:
+            override = parser.parse_override(f"{key}={expression}")
+        except Exception as exc:  # Hydra's grammar errors have no common base
+            raise RegistryError(f"{where}: search_space[{key!r}] = {expression!r} is not a Hydra sweep ({exc})") from exc
+        if not override.is_sweep_override():
+            raise RegistryError(f"{where}: search_space[{key!r}] = {expression!r} is one value; give interval(...) "
+                                "or choice(...)")
 
 
 def _preset_files(package: str) -> set[str]:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,9 @@ def check_values(cfg: DictConfig, registry: Registry) -> None:
     """Every value against the rule its schema declares (facebench.validation), core and plugin
     schemas alike, before any component is built."""
     validate_node(cfg, RunConfig, "")
+    label = cfg.get("label")
+    if label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.,+=@-]*", str(label)):
+        raise ConfigError(f"label={label!r}: not accepted; use letters, digits and _ . , + = @ - (it names folders)")
     validate_node(cfg.trainer, TrainerConfig, "trainer")
     validate_node(cfg.features, FeaturesConfig, "features")
     validate_node(cfg.evaluation, EvaluationConfig, "evaluation")
@@ -310,6 +314,7 @@ def _train_unit(
         label=f"{plan.label}/{unit_name}",
         on_log=on_log,
         on_step=learning_curve.measure if learning_curve is not None else None,
+        extras={"learning_curve": learning_curve} if learning_curve is not None else None,
     )
     if learning_curve is not None:
         stats.curve = learning_curve.points

@@ -196,13 +196,20 @@ def non_finite_state(backbone: nn.Module, loss: nn.Module) -> Optional[str]:
     return None
 
 
-def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> None:
+#: What else a checkpoint carries: objects measured along the training (a learning curve) whose
+#: ``state_dict()`` is plain tensors, so a resumed run reports what the uninterrupted one would.
+Extras = dict[str, Any]
+
+
+def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
+                    extras: Optional[Extras] = None) -> None:
     state = {
         "step": step,
         "backbone": backbone.state_dict(),
         "loss": loss.state_dict(),
         "optimizer": opt.state_dict(),
         "torch_rng": torch.get_rng_state(),
+        "extras": {name: extra.state_dict() for name, extra in (extras or {}).items()},
     }
     # Serialised in memory first: torch's writer reports a failed write as a position mismatch
     # ("unexpected pos"); a plain write of the bytes reports a full disk as one.
@@ -211,7 +218,8 @@ def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module,
     atomic_write_bytes(path, lambda fh: fh.write(buffer.getbuffer()), what="checkpoint")
 
 
-def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer) -> int:
+def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
+                    extras: Optional[Extras] = None) -> int:
     """Restore a checkpoint; returns its step. Only plain tensors and containers are unpickled
     (``weights_only=True``): a checkpoint file is data, and a crafted one must not run code."""
     try:
@@ -226,6 +234,10 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        saved_extras = state.get("extras", {})  # checkpoints written before extras carry none
+        for name, extra in (extras or {}).items():
+            if name in saved_extras:
+                extra.load_state_dict(saved_extras[name])
         return int(state["step"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()
@@ -238,10 +250,10 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
 
 
 def _resume(checkpoint: Optional[Path], cfg: TrainerConfig, backbone: nn.Module, loss: nn.Module,
-            opt: torch.optim.Optimizer, label: str) -> int:
+            opt: torch.optim.Optimizer, label: str, extras: Optional[Extras] = None) -> int:
     """The step to start from: a checkpoint's when ``trainer.resume`` finds one, else 0."""
     if checkpoint is not None and cfg.resume and checkpoint.exists():
-        start = load_checkpoint(checkpoint, backbone, loss, opt)
+        start = load_checkpoint(checkpoint, backbone, loss, opt, extras)
         log.info("%s: resumed from %s at step %d", label, checkpoint, start)
         return start
     if cfg.resume:
@@ -292,8 +304,11 @@ def train(
     label: str = "train",
     on_log: Optional[Callable[[int, dict[str, float]], None]] = None,
     on_step: Optional[Callable[[int], None]] = None,
+    extras: Optional[Extras] = None,
 ) -> TrainStats:
     """Fit ``backbone`` + ``loss`` for ``cfg.steps`` steps on ``faces``; returns what happened.
+
+    ``extras``: objects saved in and restored from the checkpoints beside the nets (see Extras).
 
     Under torchrun (``facebench.distributed``) each rank trains on its share of every planned
     batch through DDP, the ranks take every decision that ends training at the same step, and
@@ -307,7 +322,7 @@ def train(
     loss.to(device).train()
     opt = make_optimizer(parameter_groups(backbone, loss, cfg), cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    start = stats.resumed_from = _resume(checkpoint, cfg, backbone, loss, opt, label)
+    start = stats.resumed_from = _resume(checkpoint, cfg, backbone, loss, opt, label, extras)
 
     images = torch.from_numpy(np.array(faces.images)).permute(0, 3, 1, 2)  # into RAM, writable
     labels = torch.from_numpy(np.asarray(faces.labels, dtype=np.int64))
@@ -377,7 +392,7 @@ def train(
                             f"loss term was finite. Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; {kept()}."
                         )
                     if distributed.is_main():
-                        save_checkpoint(checkpoint, done, backbone, loss, opt)
+                        save_checkpoint(checkpoint, done, backbone, loss, opt, extras)
                     saved = done
                 if stopping is not None:
                     name = signal.Signals(stopping).name

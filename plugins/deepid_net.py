@@ -14,6 +14,7 @@ from torch import nn
 
 from facebench.components import FEATURE, Backbone
 from facebench.nn.local import LocallyConnected2d, conv_output_size
+from facebench.nn.pool import MaxPool2x2
 
 SHARING = ("blocks", "quadrants", "none")
 
@@ -95,8 +96,8 @@ class DeepIDNet(Backbone):
                 "Raise backbone.height/backbone.width."
             )
         bn = cfg.batchnorm
-        self.stage1 = nn.Sequential(nn.Conv2d(cfg.channels, w[0], k[0]), _norm(w[0], bn), nn.ReLU(), nn.MaxPool2d(2))
-        self.stage2 = nn.Sequential(nn.Conv2d(w[0], w[1], k[1]), _norm(w[1], bn), nn.ReLU(), nn.MaxPool2d(2))
+        self.stage1 = nn.Sequential(nn.Conv2d(cfg.channels, w[0], k[0]), _norm(w[0], bn), nn.ReLU(), MaxPool2x2())
+        self.stage2 = nn.Sequential(nn.Conv2d(w[0], w[1], k[1]), _norm(w[1], bn), nn.ReLU(), MaxPool2x2())
         pool2 = sizes[1][1]
         if cfg.conv3_sharing == "none":
             conv3: nn.Module = nn.Conv2d(w[1], w[2], k[2])
@@ -104,7 +105,7 @@ class DeepIDNet(Backbone):
             conv3 = LocallyConnected2d(w[1], w[2], pool2, k[2], regions=(2, 2))
         else:
             conv3 = LocallyConnected2d(w[1], w[2], pool2, k[2], block=2)
-        self.stage3 = nn.Sequential(conv3, _norm(w[2], bn), nn.ReLU(), nn.MaxPool2d(2))
+        self.stage3 = nn.Sequential(conv3, _norm(w[2], bn), nn.ReLU(), MaxPool2x2())
         self.conv4 = nn.Sequential(LocallyConnected2d(w[2], w[3], size, k[3]), _norm(w[3], bn), nn.ReLU())
         self.fc_in = w[2] * size[0] * size[1] + w[3] * conv4[0] * conv4[1]
         self.fc = nn.Linear(self.fc_in, cfg.feature_dim)

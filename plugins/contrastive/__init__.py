@@ -102,4 +102,5 @@ def build_contrastive(cfg: ContrastiveConfig, ctx: BuildContext) -> ContrastiveL
 @hookimpl
 def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_presets(f"{__name__}.presets")
-    registry.add("loss", "contrastive", build_contrastive, ContrastiveConfig)
+    registry.add("loss", "contrastive", build_contrastive, ContrastiveConfig,
+                 search_space={"margin": "interval(0.3, 1.6)"})

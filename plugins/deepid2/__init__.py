@@ -38,7 +38,8 @@ def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_presets(f"{__name__}.presets")
     registry.add("backbone", "deepid2", build_deepid2_net, DeepIDNetConfig)
     registry.add("backbone", "deepid2_ensemble", build_ensemble, DeepID2EnsembleConfig)
-    registry.add("loss", "deepid2", build_deepid2_loss, DeepID2LossConfig)
+    registry.add("loss", "deepid2", build_deepid2_loss, DeepID2LossConfig,
+                 search_space={"lambda_": "tag(log, interval(0.003, 1.0))"})
     registry.add("verifier", "joint_bayesian", build_joint_bayesian, JointBayesianConfig)
     registry.add("verifier", "deepid2_ensemble", build_ensemble_verifier, EnsembleVerifierConfig)
     bench = f"{__name__}.bench"

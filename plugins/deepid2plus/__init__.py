@@ -126,4 +126,5 @@ def build_deepid2plus_loss(cfg: DeepID2PlusLossConfig, ctx: BuildContext) -> Dee
 def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_presets(f"{__name__}.presets")
     registry.add("backbone", "deepid2plus", build_deepid2plus_net, DeepID2PlusNetConfig)
-    registry.add("loss", "deepid2plus", build_deepid2plus_loss, DeepID2PlusLossConfig)
+    registry.add("loss", "deepid2plus", build_deepid2plus_loss, DeepID2PlusLossConfig,
+                 search_space={"lambda_": "tag(log, interval(0.003, 1.0))"})

@@ -100,4 +100,4 @@ def build_triplet(cfg: TripletConfig, ctx: BuildContext) -> TripletLoss:
 @hookimpl
 def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_presets(f"{__name__}.presets")
-    registry.add("loss", "triplet", build_triplet, TripletConfig)
+    registry.add("loss", "triplet", build_triplet, TripletConfig, search_space={"alpha": "interval(0.05, 0.5)"})

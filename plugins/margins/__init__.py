@@ -2,12 +2,13 @@
 
 - CosFace (Wang et al., CVPR 2018, "large margin cosine loss"): logits ``s * cos(theta_j)``
   on L2-normalised features and class weights, the target's reduced to ``s * (cos(theta_y) - m)``.
+- NormFace (Wang et al., ACM MM 2017, "normalised softmax"): CosFace's logits with m = 0.
 - ArcFace (Deng et al., CVPR 2019, "additive angular margin"): the target logit becomes
   ``s * cos(theta_y + m)``.
 - Center loss (Wen et al., ECCV 2016): softmax plus ``lambda / 2 * ||f - c_y||^2``, the class
   centres ``c`` moved by the paper's own update rule (its Eq. 4, rate ``alpha``).
 
-All three put their classifier in the loss, so it is thrown away at test time and the
+All four put their classifier in the loss, so it is thrown away at test time and the
 verifier sees the backbone feature, as for DeepID's softmax.
 """
 from __future__ import annotations
@@ -125,6 +126,20 @@ class CosFaceConfig:
 
 
 @dataclass
+class NormFaceConfig:
+    """NormFace, normalised softmax (Wang, Xiang, Cheng, Yuille 2017): CosFace's logits with no
+    margin, ``s * cos(theta_j)``.
+
+    scale: s. The paper shows that normalised logits need a large enough s for the loss to go
+      down and fixes it (or learns it) per setting; it gives no one value for every net, so the
+      default is 30, the scale of this project's margin presets, and a study tunes it.
+    """
+
+    name: str = "normface"
+    scale: float = ranged(30.0, gt=0)
+
+
+@dataclass
 class ArcFaceConfig:
     """ArcFace, additive angular margin loss (Deng et al. 2019).
 
@@ -199,6 +214,10 @@ def build_cosface(cfg: CosFaceConfig, ctx: BuildContext) -> MarginSoftmaxLoss:
     return MarginSoftmaxLoss(ctx.feature_dim, ctx.num_classes, partial(cosface_logits, s=cfg.scale, m=cfg.margin))
 
 
+def build_normface(cfg: NormFaceConfig, ctx: BuildContext) -> MarginSoftmaxLoss:
+    return MarginSoftmaxLoss(ctx.feature_dim, ctx.num_classes, partial(cosface_logits, s=cfg.scale, m=0.0))
+
+
 def build_arcface(cfg: ArcFaceConfig, ctx: BuildContext) -> MarginSoftmaxLoss:
     check_fallback(cfg.fallback)
     logits = partial(arcface_logits, s=cfg.scale, m=cfg.margin, fallback=cfg.fallback)
@@ -212,6 +231,10 @@ def build_center(cfg: CenterLossConfig, ctx: BuildContext) -> CenterLoss:
 @hookimpl
 def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_presets(f"{__name__}.presets")
-    registry.add("loss", "cosface", build_cosface, CosFaceConfig)
-    registry.add("loss", "arcface", build_arcface, ArcFaceConfig)
-    registry.add("loss", "center", build_center, CenterLossConfig)
+    registry.add("loss", "normface", build_normface, NormFaceConfig, search_space={"scale": "interval(8, 64)"})
+    registry.add("loss", "cosface", build_cosface, CosFaceConfig,
+                 search_space={"margin": "interval(0.1, 0.5)", "scale": "interval(16, 64)"})
+    registry.add("loss", "arcface", build_arcface, ArcFaceConfig,
+                 search_space={"margin": "interval(0.1, 0.6)", "scale": "interval(16, 64)"})
+    registry.add("loss", "center", build_center, CenterLossConfig,
+                 search_space={"weight": "tag(log, interval(0.0003, 0.1))"})

@@ -1,0 +1,108 @@
+"""``python -m facebench.study [study=losses] [stage=all|search|final|report] [only=[a,b]]``:
+run a study's sweeps in order, each skipping what is already complete.
+
+Overrides are Hydra's: ``study.search.trials=3``, ``study.launcher=joblib``,
+``study.fixed=[...]``. Re-running the same command after an interruption continues: every
+sweep passes ``reuse_complete=true`` (complete runs are skipped, the search's seeded sampler
+re-asks the same trials and reads their scores back) and ``trainer.resume=true`` (a training cut
+short continues from its checkpoint). The final stage refuses to start while a search it needs
+is incomplete, so no entry is run at settings chosen from part of its trials.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from facebench.config import ConfigError, register_resolvers
+from facebench.errors import FacebenchError
+from facebench.registry import get_registry
+from facebench.study.history import best, save_plot, trials, write_chosen, write_history
+from facebench.study.spec import Study, Sweep
+
+STAGES = ("search", "final", "report", "all")
+
+
+def _run(sweep: Sweep, dry_run: bool, done: int, total: int) -> None:
+    label = f"[{done}/{total}] {sweep.stage} {sweep.entry} ({sweep.verifier})"
+    print(f"facebench.study: {label}: {' '.join(sweep.command()[1:])}", flush=True)
+    if dry_run:
+        return
+    began = time.monotonic()
+    code = subprocess.run(sweep.command(), check=False).returncode
+    if code != 0:
+        raise FacebenchError(
+            f"{label} failed (exit {code}); its jobs' records say why. Fix the cause and run the same command "
+            "again: complete runs are kept and skipped."
+        )
+    print(f"facebench.study: {label}: done in {time.monotonic() - began:.0f} s", flush=True)
+
+
+def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
+    """Each entry's best trial, from its search records; refuses an incomplete search."""
+    objective = str(study.cfg.search.objective)
+    wanted = int(study.cfg.search.trials)
+    chosen, histories = {}, {}
+    for entry in entries:
+        keys = list(study.spaces[entry])
+        table = trials(study.search_root(entry), keys, objective)
+        if len(table) < wanted:
+            raise FacebenchError(
+                f"study {study.name}: the search of {entry} has {len(table)} of {wanted} complete trials under "
+                f"{study.search_root(entry)}; run stage=search first (it continues where it stopped)"
+            )
+        write_history(study.search_root(entry), table)
+        histories[entry] = table
+        chosen[entry] = best(table.head(wanted), keys, objective)
+    if histories:
+        save_plot(study.root / "search" / "history.png", histories, objective)
+        write_chosen(study.root / "search" / "chosen.json", chosen)
+    return chosen
+
+
+def run_study(cfg: DictConfig) -> None:
+    stage = str(cfg.stage)
+    if stage not in STAGES:
+        raise ConfigError(f"stage={stage}: use one of {', '.join(STAGES)}")
+    study = Study(cfg.study, get_registry())
+    entries = [str(e) for e in cfg.only] or list(study.entries)
+    unknown = [e for e in entries if e not in study.entries]
+    if unknown:
+        raise ConfigError(f"only={unknown}: not entries of study {study.name} ({', '.join(study.entries)})")
+    if stage in ("search", "all"):
+        sweeps = [study.search_sweep(e) for e in entries]
+        for i, sweep in enumerate(sweeps, 1):
+            _run(sweep, bool(cfg.dry_run), i, len(sweeps))
+    if stage in ("final", "all") and not cfg.dry_run:
+        chosen = chosen_settings(study, entries)
+        sweeps = [s for name in study.baselines for s in study.baseline_sweeps(name)]
+        sweeps += [s for e in entries for s in study.final_sweeps(e, chosen[e])]
+        for i, sweep in enumerate(sweeps, 1):
+            _run(sweep, False, i, len(sweeps))
+    if stage in ("report", "all") and not cfg.dry_run:
+        from facebench.study.report import write_report
+
+        write_report(study, chosen_settings(study, list(study.entries)))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    register_resolvers()
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with initialize_config_module("facebench.study.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+        run_study(cfg)
+    except (FacebenchError, HydraException) as exc:
+        print(f"facebench.study: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""A search's history read back from its records: every trial's values and score, the best
+trial, and a plot of the search.
+
+The records are the truth: a trial is a run whose complete record lies under the entry's
+search folder, its number the Hydra job number its folder starts with (hydra-optuna-sweeper
+numbers trials as jobs, and a search resumed in a later sitting re-asks the same seeded trials,
+so numbers agree across sittings). Nothing is read from the sweeper's own files.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from facebench.results import RECORD_FILE, RecordError, read_record
+
+_JOB = re.compile(r"^(\d+)-")
+
+
+def _component_value(record: dict[str, Any], key: str) -> Any:
+    node: Any = record.get("components") or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
+    """One row per trial under ``root``: ``trial``, each of ``keys``, ``objective`` (the record's
+    metric), ``seconds`` and ``path``; complete records only, a trial's newest record if it
+    was run twice."""
+    rows = []
+    for path in sorted(root.glob(f"multirun/*/*/{RECORD_FILE}")):
+        match = _JOB.match(path.parent.name)
+        if not match:
+            continue
+        try:
+            record = read_record(path)
+        except RecordError:
+            continue
+        if record.get("status") != "complete" or record.get("error"):
+            continue
+        value = (record.get("metrics") or {}).get(objective)
+        rows.append({
+            "trial": int(match.group(1)),
+            **{key: _component_value(record, key) for key in keys},
+            objective: value,
+            "seconds": (record.get("timings") or {}).get("total_seconds"),
+            "config_key": record.get("config_key"),
+            "path": str(path.parent),
+        })
+    table = pd.DataFrame(rows, columns=["trial", *keys, objective, "seconds", "config_key", "path"])
+    return table.drop_duplicates("trial", keep="last").sort_values("trial").reset_index(drop=True)
+
+
+def best(table: pd.DataFrame, keys: list[str], objective: str) -> dict[str, Any]:
+    """The values of the best trial (the highest objective; the earliest of equals)."""
+    scored = table.dropna(subset=[objective])
+    if scored.empty:
+        raise ValueError("no trial has a score")
+    row = scored.loc[scored[objective].idxmax()]
+    return {key: _plain(row[key]) for key in keys}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers (exact: repr of a float round-trips)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def write_history(root: Path, table: pd.DataFrame) -> None:
+    """history.csv beside the entry's runs (the CSV the search plot is drawn from)."""
+    from facebench.results import write_text
+
+    write_text(root / "history.csv", table.drop(columns=["path"]).to_csv(index=False))
+
+
+def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) -> None:
+    """One panel per entry: each trial's score and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from facebench.atomic_io import atomic_write_bytes
+
+    n = len(histories)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, (entry, table) in zip(axes.ravel(), histories.items()):
+        scored = table.dropna(subset=[objective])
+        ax.plot(scored["trial"], scored[objective], "o", ms=4, label="trial")
+        ax.plot(scored["trial"], scored[objective].cummax(), "-", lw=1.2, label="best so far")
+        ax.set_title(entry, fontsize=9)
+        ax.set_xlabel("trial", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel(objective, fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png", dpi=110), what="plot")
+    finally:
+        plt.close(fig)
+
+
+def write_chosen(path: Path, chosen: dict[str, dict[str, Any]]) -> None:
+    from facebench.results import write_text
+
+    write_text(path, json.dumps(chosen, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,139 @@
+"""A study's config read into the command lines of its sweeps.
+
+Every command is ``python -m facebench -m`` with the study's fixed overrides, the entry's,
+``label=<entry>`` and ``reuse_complete=true``; the search adds hydra-optuna-sweeper's settings
+and the search space, the final runs the chosen values and the seeds. The verifier is its own
+sweep after the first: a second verifier re-scores the first one's checkpoints (the verifier is
+not part of a checkpoint's key) instead of training again, whatever the launcher runs at once.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from facebench.config import ConfigError
+from facebench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One ``python -m facebench -m`` invocation and what it is for."""
+
+    stage: str
+    entry: str
+    verifier: str
+    results_root: Path
+    argv: list[str]
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "facebench", "-m", *self.argv]
+
+
+def _overrides(node: Any, key: str) -> list[str]:
+    if node is None:
+        return []
+    if not OmegaConf.is_list(node) or not all(isinstance(v, str) for v in node):
+        raise ConfigError(f"study.{key}: give a list of override strings (key=value)")
+    return [str(v) for v in node]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def merge(base: list[str], extra: list[str]) -> list[str]:
+    """``base`` then ``extra``, where an override in ``extra`` replaces ``base``'s of the same
+    key, and choosing a group (``backbone=pixels``) drops ``base``'s settings of that group
+    (``backbone.batchnorm=true`` belongs to the trunk it replaces)."""
+    keys = {_key(o) for o in extra}
+    groups = {_key(o) for o in extra if "." not in _key(o)}
+    kept = [o for o in base if _key(o) not in keys and _key(o).split(".", 1)[0] not in groups]
+    return kept + extra
+
+
+class Study:
+    """The study config ``cfg`` (the ``study`` node), checked against the registry."""
+
+    def __init__(self, cfg: DictConfig, registry: Registry) -> None:
+        self.cfg = cfg
+        self.name = str(cfg.name)
+        self.root = Path(str(cfg.root))
+        self.fixed = _overrides(cfg.fixed, "fixed") + ([f"data.root={cfg.data_root}"] if cfg.get("data_root") else [])
+        self.entries = {str(k): _overrides(v, f"entries.{k}") for k, v in cfg.entries.items()}
+        self.baselines = {str(k): _overrides(v, f"baselines.{k}") for k, v in (cfg.baselines or {}).items()}
+        self.verifiers = {str(k): _overrides(v, f"verifiers.{k}") for k, v in cfg.verifiers.items()}
+        if not self.entries or not self.verifiers:
+            raise ConfigError(f"study {self.name}: needs at least one entry and one verifier")
+        self.spaces = {name: self._space(name, registry) for name in self.entries}
+
+    def _loss(self, entry: str) -> str:
+        chosen = [o.split("=", 1)[1] for o in self.fixed + self.entries[entry] if o.startswith("loss=")]
+        if not chosen:
+            raise ConfigError(f"study.entries.{entry}: name its loss (loss=<name>)")
+        return chosen[-1]
+
+    def _space(self, entry: str, registry: Registry) -> dict[str, str]:
+        """The entry's search space: the study's learning rate and what its loss declares."""
+        loss = registry.get("loss", self._loss(entry))
+        return {"trainer.lr": str(self.cfg.lr), **{f"loss.{k}": v for k, v in loss.search_space.items()}}
+
+    def _common(self, entry: str, overrides: list[str], root: Path) -> list[str]:
+        return [*merge(self.fixed, overrides), f"label={entry}", "reuse_complete=true", f"results_root={root}",
+                f"hydra/launcher={self.cfg.launcher}"]
+
+    def search_root(self, entry: str) -> Path:
+        return self.root / "search" / entry
+
+    def search_sweep(self, entry: str) -> Sweep:
+        """The entry's search: ``search.trials`` TPE trials on the tuning protocol, scored by the
+        first verifier, maximising ``search.objective``."""
+        search = self.cfg.search
+        verifier = next(iter(self.verifiers))
+        root = self.search_root(entry)
+        argv = [
+            *self._common(entry, self.entries[entry], root),
+            *_overrides(search.protocol, "search.protocol"),
+            *self.verifiers[verifier],
+            f"seed={int(search.seed)}",
+            f"objective={search.objective}",
+            "hydra/sweeper=optuna",
+            "hydra/sweeper/sampler=tpe",
+            "hydra.sweeper.direction=maximize",
+            f"hydra.sweeper.study_name={self.name}-{entry}",
+            f"hydra.sweeper.n_trials={int(search.trials)}",
+            "hydra.sweeper.n_jobs=1",
+            f"hydra.sweeper.sampler.seed={int(search.seed)}",
+            f"hydra.sweeper.sampler.n_startup_trials={int(search.startup_trials)}",
+            *[f"{key}={expression}" for key, expression in self.spaces[entry].items()],
+        ]
+        return Sweep("search", entry, verifier, root, argv)
+
+    def final_sweeps(self, entry: str, chosen: dict[str, Any]) -> list[Sweep]:
+        """The reported runs of ``entry`` at its ``chosen`` values: every seed, one sweep per
+        verifier (the later ones re-score the first one's checkpoints)."""
+        root = self.root / "final"
+        values = [f"{key}={chosen[key]!r}" if isinstance(chosen[key], str) else f"{key}={chosen[key]}" for key in chosen]
+        seeds = ",".join(str(int(s)) for s in self.cfg.final.seeds)
+        return [
+            Sweep("final", entry, verifier, root, [
+                *self._common(entry, self.entries[entry], root), *_overrides(self.cfg.final.protocol, "final.protocol"),
+                *values, *overrides, f"seed={seeds}",
+            ])
+            for verifier, overrides in self.verifiers.items()
+        ]
+
+    def baseline_sweeps(self, name: str) -> list[Sweep]:
+        """A no-training floor on the final protocol, scored by every verifier (one seed: it
+        has nothing random)."""
+        root = self.root / "baselines"
+        return [
+            Sweep("baseline", name, verifier, root, [
+                *self._common(name, self.baselines[name], root), *_overrides(self.cfg.final.protocol, "final.protocol"),
+                *overrides, "seed=0",
+            ])
+            for verifier, overrides in self.verifiers.items()
+        ]
