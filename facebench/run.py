@@ -163,14 +163,15 @@ def config_key(cfg: DictConfig) -> str:
 
 
 def complete_record(results_root: Path, key: str) -> Optional[dict[str, Any]]:
-    """The newest complete record under ``results_root`` whose ``config_key`` is ``key``."""
+    """The newest finished record under ``results_root`` whose ``config_key`` is ``key``: status
+    complete, or partial (the folds ``protocol.folds`` chose, which the key includes), no error."""
     found = []
     for path in results_root.rglob(RECORD_FILE):
         try:
             record = read_record(path)
         except RecordError:
             continue
-        if record.get("config_key") == key and record["status"] == "complete" and not record.get("error"):
+        if record.get("config_key") == key and record["status"] in ("complete", "partial") and not record.get("error"):
             found.append((path.stat().st_mtime, record))
     return max(found, key=lambda item: item[0])[1] if found else None
 

@@ -4,7 +4,7 @@ Why: on this project's CPUs (2-core AMD EPYC, torch 2.14, NCHW float32) ``max_po
 kernel is the slowest part of a DeepID forward pass: 18-19 ms for DeepID2's first stage at
 batch 128 (128 x 20 x 52 x 44), against 2.6-2.9 ms for three ``torch.maximum`` of strided
 views, so feature extraction ran at about twice training's throughput instead of three
-times (``python -m facebench.bench --only pooling,extract``). The maxima give the same values
+times (``python -m facebench.bench --only study_job``, its extraction row). The maxima give the same values
 bit for bit (a maximum is exact, NaN propagates in both). Training keeps ``max_pool2d``: its
 backward needs the argmax, and computing that from the views cost about as much as the
 kernel saves (measured: 13 ms against 18 ms forward, before any backward).

@@ -87,7 +87,7 @@ def run_study(cfg: DictConfig) -> None:
     if stage in ("report", "all") and not cfg.dry_run:
         from facebench.study.report import write_report
 
-        write_report(study, chosen_settings(study, list(study.entries)))
+        write_report(study, chosen_settings(study, entries))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

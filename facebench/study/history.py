@@ -42,7 +42,7 @@ def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
             record = read_record(path)
         except RecordError:
             continue
-        if record.get("status") != "complete" or record.get("error"):
+        if record.get("status") not in ("complete", "partial") or record.get("error"):
             continue
         value = (record.get("metrics") or {}).get(objective)
         rows.append({

@@ -48,8 +48,12 @@ def peak_gb(stderr: str) -> float:
 
 
 def preset() -> str:
-    """deepid2 when its method preset is installed, else deepid."""
-    return "deepid2" if resources.files(CONFIG_MODULE).joinpath("method", "deepid2.yaml").is_file() else "deepid"
+    """deepid2 when a registered plugin ships its method preset, else deepid."""
+    from facebench.registry import get_registry
+
+    packages = [CONFIG_MODULE, *(p.package for p in get_registry().preset_packages)]
+    found = any(resources.files(package).joinpath("method", "deepid2.yaml").is_file() for package in packages)
+    return "deepid2" if found else "deepid"
 
 
 def last_error(stderr: str) -> str:

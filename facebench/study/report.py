@@ -1,0 +1,125 @@
+"""A study's report, made from its records alone: ``<root>/REPORT.md`` with one leaderboard per
+verifier (mean and 95% CI over seeds, paired tests over folds against the study's baseline
+entry, Holm-adjusted across entries), what was fixed, the budget, the trials per entry, the
+CPU time every record says it took, and the plots (forest per verifier, learning curves, the
+searches' histories). Re-running it on the same records gives the same files.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from facebench.leaderboard import Run, collect, display_table, leaderboard, save_forest_plot
+from facebench.results import read_record, write_text
+from facebench.study.spec import Study
+
+
+def _verifier(run: Run) -> str:
+    return str((run.components.get("verifier") or {}).get("name"))
+
+
+def _seconds(root: Path) -> float:
+    """Total wall seconds of every complete record under ``root`` (2 cores each: CPU time is
+    about twice this on this project's machines)."""
+    total = 0.0
+    for path in root.rglob("metrics.json"):
+        record = read_record(path)
+        if record.get("status") in ("complete", "partial"):
+            total += float((record.get("timings") or {}).get("total_seconds") or 0.0)
+    return total
+
+
+def curves(runs: list[Run]) -> pd.DataFrame:
+    """Mean validation accuracy at each budget fraction, per entry, over its runs' units."""
+    rows = []
+    for run in runs:
+        for unit in read_record(run.path).get("units", []):
+            for point in unit.get("learning_curve") or []:
+                rows.append({"entry": run.method, "fraction": point["fraction"], "val_accuracy": point["val_accuracy"]})
+    frame = pd.DataFrame(rows, columns=["entry", "fraction", "val_accuracy"])
+    return frame.groupby(["entry", "fraction"], as_index=False)["val_accuracy"].mean()
+
+
+def save_curves_plot(path: Path, table: pd.DataFrame) -> bool:
+    if table.empty:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from facebench.atomic_io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=110)
+    for entry, part in table.groupby("entry"):
+        ax.plot(part["fraction"], part["val_accuracy"], "o-", lw=1.2, ms=3, label=str(entry))
+    ax.set(xlabel="fraction of the training budget", ylabel="validation accuracy (held-out training people)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"), what="plot")
+    finally:
+        plt.close(fig)
+    return True
+
+
+def _markdown_table(shown: pd.DataFrame) -> list[str]:
+    def cell(text: Any) -> str:
+        return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+
+    return ["| " + " | ".join(cell(c) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns),
+            *("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False))]
+
+
+def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
+    """REPORT.md and its plots under the study's root; returns the markdown."""
+    runs, skipped = [], []
+    for part in ("final", "baselines"):
+        found, missed = collect(study.root / part) if (study.root / part).is_dir() else ([], [])
+        runs += found
+        skipped += missed
+    baseline = str(study.cfg.report.baseline)
+    search_seconds = _seconds(study.root / "search")
+    final_seconds = sum(_seconds(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir())
+    lines = [
+        f"# Study `{study.name}`", "",
+        "Made by `python -m facebench.study study=" + study.name + " stage=report` from the records under "
+        f"`{study.root}`; every number below comes from them.", "",
+        "Fixed for every entry: " + ", ".join(f"`{o}`" for o in study.fixed) + ".", "",
+        f"Search: {int(study.cfg.search.trials)} TPE trials per entry (seed {int(study.cfg.search.seed)}) on "
+        + ", ".join(f"`{o}`" for o in study.cfg.search.protocol) + f", maximising `{study.cfg.search.objective}` "
+        f"scored by `{next(iter(study.verifiers))}`; learning rate `{study.cfg.lr}` plus each loss's declared space.", "",
+        f"Final runs: seeds {list(study.cfg.final.seeds)} on " + ", ".join(f"`{o}`" for o in study.cfg.final.protocol)
+        + f"; paired tests against `{baseline}` over folds, Holm-adjusted across entries.", "",
+        f"Wall time in the records: searches {search_seconds / 3600:.2f} h, final and baseline runs "
+        f"{final_seconds / 3600:.2f} h (each run on both cores of its machine).", "",
+        "## Chosen settings", "",
+        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) for entry, values in chosen.items()], "",
+    ]
+    for verifier, overrides in study.verifiers.items():
+        name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]
+        mine = [r for r in runs if _verifier(r) == name]
+        if not mine:
+            lines += [f"## Verifier `{verifier}`", "", "No complete records yet.", ""]
+            continue
+        known = {r.method for r in mine}
+        table = leaderboard(mine, baseline if baseline in known else None)
+        plot = f"forest-{verifier}.png"
+        has_plot = save_forest_plot(study.root / plot, table)
+        lines += [f"## Verifier `{verifier}`", "", *_markdown_table(display_table(table)), ""]
+        if has_plot:
+            lines += [f"![{verifier}: means and 95% CIs]({plot})", ""]
+    curve_table = curves([r for r in runs if r.method in study.entries])
+    if save_curves_plot(study.root / "learning-curves.png", curve_table):
+        lines += ["## Learning curves", "", "![learning curves](learning-curves.png)", ""]
+    if (study.root / "search" / "history.png").is_file():
+        lines += ["## Searches", "", "![search histories](search/history.png)", ""]
+    if skipped:
+        lines += [f"## Skipped records ({len(skipped)})", "", *[f"- `{s.path}`: {s.reason}" for s in skipped], ""]
+    text = "\n".join(lines)
+    write_text(study.root / "REPORT.md", text)
+    return text

@@ -1,0 +1,107 @@
+"""Studies (python -m facebench.study): search spaces declared by plugins, the sweeps a study
+config makes, and a tiny study run end to end twice on the synthetic benchmark: searched,
+chosen, run per seed and verifier, reported; the second sitting redoes nothing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from conftest import TINY
+from facebench.config import register_resolvers
+from facebench.registry import Registry, RegistryError, get_registry
+from facebench.study.spec import Study, merge
+
+
+@dataclass
+class _Cfg:
+    name: str = "mine"
+    margin: float = 0.5
+
+
+def _study(overrides: list[str] = ()) -> Study:
+    register_resolvers()
+    with initialize_config_module("facebench.study.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return Study(cfg.study, get_registry())
+
+
+def test_the_losses_declare_their_search_spaces() -> None:
+    losses = get_registry().components["loss"]
+    assert losses["arcface"].search_space == {"margin": "interval(0.1, 0.6)", "scale": "interval(16, 64)"}
+    assert set(losses["deepid2"].search_space) == {"lambda_"} and losses["softmax"].search_space == {}
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"gamma": "interval(0, 1)"}, "not a field of _Cfg"),
+    ({"margin": "0.3"}, "is one value"),
+    ({"margin": "interval(0.1"}, "is not a Hydra sweep"),
+])
+def test_a_bad_search_space_is_refused_when_the_plugin_registers(space: dict, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        Registry().add("loss", "mine", lambda cfg, ctx: None, _Cfg, search_space=space)
+
+
+def test_choosing_a_group_drops_the_fixed_settings_of_the_group_it_replaces() -> None:
+    fixed = ["backbone=deepid2", "backbone.batchnorm=true", "trainer.steps=5"]
+    assert merge(fixed, ["backbone=pixels"]) == ["trainer.steps=5", "backbone=pixels"]
+    assert merge(fixed, ["trainer.steps=9"]) == ["backbone=deepid2", "backbone.batchnorm=true", "trainer.steps=9"]
+
+
+def test_the_losses_study_searches_view1_and_reports_view2() -> None:
+    study = _study()
+    assert len(study.entries) >= 8 and {"cosine", "joint_bayesian"} <= set(study.verifiers)
+    search = study.search_sweep("arcface").argv
+    assert "protocol=lfw_view1" in search and "label=arcface" in search and "reuse_complete=true" in search
+    assert "loss.margin=interval(0.1, 0.6)" in search and any(a.startswith("trainer.lr=tag(log") for a in search)
+    assert not any("lfw_view2" in a for a in search)
+    final = study.final_sweeps("arcface", {"trainer.lr": 0.05, "loss.margin": 0.3})
+    assert [s.verifier for s in final] == list(study.verifiers)
+    assert all("protocol=lfw_view2" in s.argv and "trainer.lr=0.05" in s.argv and "seed=0,1,2" in s.argv for s in final)
+    pixels = study.baseline_sweeps("pixels")[0].argv
+    assert "backbone=pixels" in pixels and "backbone.batchnorm=true" not in pixels
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_path: Path) -> None:
+    fixed = json.dumps([*TINY, "trainer.steps=4", "trainer.resume=true", "evaluation.curve_holdout=0.2"])
+    command = [sys.executable, "-m", "facebench.study", f"study.fixed={fixed}", "study.data_root=null",
+               "study.search.protocol=[]", 'study.final.protocol=["protocol.folds=[1,2]"]',
+               'study.verifiers.joint_bayesian=["verifier=l2"]', f"study.root={tmp_path}", "study.search.trials=2",
+               "study.search.startup_trials=1", "only=[softmax]", "study.final.seeds=[0,1]",
+               'study.baselines.pixels=["backbone=pixels","verifier.pca_dim=16"]']
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = {p: json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")}
+    search = [r for p, r in records.items() if "search" in p.parts]
+    final = [r for p, r in records.items() if "final" in p.parts]
+    assert len(search) == 2 and len(final) == 4  # 2 trials; 2 seeds x 2 verifiers
+    chosen = json.loads((tmp_path / "search" / "chosen.json").read_text())["softmax"]
+    best = max(search, key=lambda r: r["metrics"]["mean_accuracy"])
+    assert chosen == {"trainer.lr": best["components"]["trainer"]["lr"]}
+    assert {r["components"]["trainer"]["lr"] for r in final} == {chosen["trainer.lr"]}
+    assert all(r["method"] == "softmax" for r in search + final)
+    rescored = [r for r in final if r["components"]["verifier"]["name"] == "l2"]
+    # the second verifier re-scores the first one's checkpoints, learning curve included
+    assert all(u["resumed_from_step"] == 4 and len(u["learning_curve"]) == 4 for r in rescored for u in r["units"])
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## Verifier `cosine`" in report and "| pixels |" in report and "baseline" in report
+    for plot in ("forest-cosine.png", "learning-curves.png", "search/history.png"):
+        assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(tmp_path.rglob("metrics.json"))) == len(records)
+    assert (tmp_path / "REPORT.md").read_text() == report
+
+
+def test_the_final_stage_refuses_an_unfinished_search(tmp_path: Path) -> None:
+    from facebench.__main__ import main  # noqa: F401  (the CLI imports cleanly)
+    from facebench.study.__main__ import main as study_main
+
+    assert study_main([f"study.root={tmp_path}", "stage=final", "only=[arcface]"]) == 2
