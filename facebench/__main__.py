@@ -21,9 +21,9 @@ from facebench.config import (
 )
 from facebench.errors import FacebenchError
 from facebench.labels import run_label
-from facebench.registry import KINDS, Registry, get_registry
+from facebench.registry import RUN_KINDS, Registry, get_registry
 
-GROUP_KINDS = {group: kind for kind, group in KINDS.items()}
+GROUP_KINDS = {group: kind for kind, group in RUN_KINDS.items()}
 
 log = logging.getLogger("facebench")
 

@@ -1,8 +1,8 @@
 """Contracts every component kind honours, so the core can run any method without knowing it.
 
 The core never imports a method: it builds components by name from the registry and talks
-to them only through these shapes, all six kinds here: Backbone, Loss, Verifier, Dataset,
-Protocol and Tracker (base classes to subclass), and the Benchmark, Unit and Summary shapes a
+to them only through these shapes, all seven kinds here: Backbone, Loss, Verifier, Dataset,
+Protocol, Tracker and Analysis (base classes to subclass), and the Benchmark, Unit and Summary shapes a
 protocol hands back (``typing.Protocol``s: any object of that shape will do). ``facebench.testing`` checks a
 component against them.
 """
@@ -259,3 +259,42 @@ class Tracker:
 
     def finish(self, status: str) -> None:
         """The run ended (complete or failed); flush and close."""
+
+
+@dataclass
+class Finding:
+    """A claim of the literature tested on one run (or across runs): the claim, whether it holds
+    at this scale (None: this run cannot say), and the numbers that decide it."""
+
+    claim: str
+    holds: Optional[bool]
+    evidence: str
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis measured: ``summary`` (JSON-safe numbers, into analysis.json),
+    ``figures`` (file stem -> matplotlib Figure, saved as PNG beside it), ``findings``."""
+
+    summary: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+class Analysis:
+    """A measurement of a finished run's trained networks and test-time features
+    (``python -m facebench.analyze RUN_DIR``), beside its record and never changing it.
+
+    ``analyse(run)`` gets a ``facebench.analysis.AnalysedRun``: the run's config and record, its
+    benchmark, each evaluated unit's trained backbone and features, and helpers to extract
+    features of other images and to score features under the run's own protocol and folds.
+    ``compare(summaries, baselines)`` (optional) tests findings across several analysed runs:
+    ``summaries`` maps each run's label to this analysis's summary, ``baselines`` names the runs
+    whose backbone learns nothing (pixels, LBP).
+    """
+
+    def analyse(self, run: Any) -> AnalysisResult:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    def compare(self, summaries: dict[str, dict[str, Any]], baselines: set[str]) -> AnalysisResult:
+        return AnalysisResult({})

@@ -227,10 +227,16 @@ MOVED_KEYS = {
 }
 
 
+def split_override(override: str) -> tuple[str, str]:
+    """``key`` and ``value`` of a command-line override (``+key=value``, ``~key``, ``key=value``)."""
+    key, _, value = str(override).lstrip("+~").partition("=")
+    return key, value
+
+
 def check_moved_keys(overrides: list[str]) -> None:
     """Refuse an override of a key that moved, naming its new place."""
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = split_override(override)[0]
         if key in MOVED_KEYS:
             raise ConfigError(f"{key} has moved to {MOVED_KEYS[key]}: write {override.replace(key, MOVED_KEYS[key].split()[0], 1)}")
 

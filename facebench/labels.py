@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from facebench.config import split_override
+
 #: The groups a method preset pins; choosing another one changes what the method is.
 COMPONENT_GROUPS = ("backbone", "loss", "verifier")
 
@@ -21,8 +23,8 @@ def method_label(method: str, overrides: Sequence[str], label: Optional[str] = N
         return str(label)
     chosen = []
     for override in overrides:
-        key, sep, value = str(override).lstrip("+~").partition("=")
-        if sep and key in COMPONENT_GROUPS:
+        key, value = split_override(override)
+        if "=" in str(override) and key in COMPONENT_GROUPS:
             chosen.append(f"{key}={value}")
     return f"{method}[{','.join(chosen)}]" if chosen else str(method)
 

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facebench.atomic_io import atomic_write_bytes
+from facebench.plots import pyplot, save_figure, tex_safe
 from facebench.results import RECORD_FILE, RecordError, read_record, write_text
 
 CONFIDENCE = 0.95
@@ -440,11 +440,7 @@ def save_forest_plot(path: Path, table: pd.DataFrame) -> bool:
     rows = table[table["ci_low"].notna()]
     if rows.empty:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = list(rows.groupby(["protocol", "regime", "units"], sort=True))
     height = max(2.5, 0.35 * max(len(p) for _, p in panels) + 1.2)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), height), dpi=110, squeeze=False)
@@ -454,13 +450,12 @@ def save_forest_plot(path: Path, table: pd.DataFrame) -> bool:
         ax.errorbar(part["mean"], y, xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
                     fmt="o", capsize=3, lw=1.2)
         labels = [f"{m} ({d})" if d else m for m, d in zip(part["method"], part["differs"])]
-        ax.set_yticks(y, [label.replace("$", r"\$") for label in labels], fontsize=8)
+        ax.set_yticks(y, [tex_safe(label) for label in labels], fontsize=8)
         ax.set_xlabel(f"{part['metric'].iloc[0]} (mean, {CONFIDENCE:.0%} CI over seeds)")
-        ax.set_title(f"{protocol} ({regime})".replace("$", r"\$"), fontsize=9)
+        ax.set_title(tex_safe(f"{protocol} ({regime})"), fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"))
-    plt.close(fig)
+    save_figure(path, fig)
     return True
 
 
@@ -470,11 +465,7 @@ def save_roc_overlay(path: Path, runs: list[Run]) -> bool:
     curves = [r for r in runs if r.roc is not None]
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = sorted({(r.protocol, r.regime) for r in curves})
     grid = np.geomspace(1e-3, 1.0, 200)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2), dpi=110, squeeze=False)
@@ -484,16 +475,15 @@ def save_roc_overlay(path: Path, runs: list[Run]) -> bool:
             if (r.protocol, r.regime) == (protocol, regime):
                 groups.setdefault((r.method, r.settings, r.units), []).append(np.interp(grid, *r.roc))
         for (method, settings, units), tprs in sorted(groups.items()):
-            label = f"{method} [{settings}] {len(units)} units, n={len(tprs)}".replace("$", r"\$")
+            label = tex_safe(f"{method} [{settings}] {len(units)} units, n={len(tprs)}")
             ax.plot(grid, np.mean(tprs, axis=0), lw=1.4, label=label)
         ax.set_xscale("log")
         ax.set(xlim=(1e-3, 1.0), ylim=(0.0, 1.0), xlabel="false accept rate", ylabel="true accept rate")
-        ax.set_title(f"{protocol} ({regime})".replace("$", r"\$"), fontsize=9)
+        ax.set_title(tex_safe(f"{protocol} ({regime})"), fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"))
-    plt.close(fig)
+    save_figure(path, fig)
     return True
 
 

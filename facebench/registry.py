@@ -28,7 +28,11 @@ KINDS: dict[str, str] = {
     "dataset": "data",
     "protocol": "protocol",
     "tracker": "tracker",
+    "analysis": "analysis",
 }
+#: The kinds a run's config selects one of each; an analysis measures a finished run
+#: (``python -m facebench.analyze``), so a run config has none.
+RUN_KINDS: dict[str, str] = {kind: group for kind, group in KINDS.items() if kind != "analysis"}
 ENTRY_POINT_GROUP = "facebench"
 
 
@@ -197,6 +201,9 @@ class Registry:
             for name, comp in self.components[kind].items():
                 node = OmegaConf.structured(comp.schema)
                 node.name = name
+                if kind == "analysis":  # several are selected at once (analysis=[a,b]): each under its name
+                    cs.store(group=group, name=name, node=node, package=f"{group}.{name}", provider=comp.provider)
+                    continue
                 if comp.default_protocol is None:
                     cs.store(group=group, name=name, node=node, provider=comp.provider)
                     continue
@@ -303,7 +310,7 @@ def plugin_distributions(registry: Registry, cfg: Any) -> dict[str, dict[str, An
     """For each component a run uses (by its config group), the plugin that provided it: the
     distribution, its version and the entry point, so a record says which code made it."""
     out = {}
-    for kind, group in KINDS.items():
+    for kind, group in RUN_KINDS.items():
         component = registry.get(kind, cfg[group].name)
         distribution, _, entry_point = component.provider.partition(":")
         try:

@@ -156,6 +156,12 @@ def write_artifacts(run_dir: Path, summary: Any, metrics: dict[str, Any], title:
         save_roc_plot(run_dir / "roc.png", np.asarray(summary.fpr), np.asarray(summary.tpr), title)
 
 
+def finished(record: dict[str, Any]) -> bool:
+    """A record a result may be read from: complete, or partial (the folds ``protocol.folds``
+    chose), and no error."""
+    return record.get("status") in ("complete", "partial") and not record.get("error")
+
+
 REQUIRED = ("schema_version", "status", "method", "protocol", "regime", "metrics", "units")
 
 

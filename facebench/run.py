@@ -30,10 +30,10 @@ from facebench.config import (
 from facebench.features import extract_features
 from facebench.labels import run_label
 from facebench.learning_curve import LearningCurve, still_improving
-from facebench.registry import KINDS, Registry, get_registry, plugin_distributions
+from facebench.registry import RUN_KINDS, Registry, get_registry, plugin_distributions
 from facebench.splits import hold_out_people
 from facebench.results import (
-    RECORD_FILE, RecordError, environment, new_run_dir, read_record, write_artifacts, write_record, write_text,
+    RECORD_FILE, RecordError, environment, finished, new_run_dir, read_record, write_artifacts, write_record, write_text,
 )
 from facebench.validation import validate_node
 from facebench.train import TrainStats, train
@@ -135,7 +135,7 @@ def check_values(cfg: DictConfig, registry: Registry) -> None:
     validate_node(cfg.trainer, TrainerConfig, "trainer")
     validate_node(cfg.features, FeaturesConfig, "features")
     validate_node(cfg.evaluation, EvaluationConfig, "evaluation")
-    for kind, group in KINDS.items():
+    for kind, group in RUN_KINDS.items():
         validate_node(cfg[group], registry.get(kind, cfg[group].name).schema, group)
 
 
@@ -171,7 +171,7 @@ def complete_record(results_root: Path, key: str) -> Optional[dict[str, Any]]:
             record = read_record(path)
         except RecordError:
             continue
-        if record.get("config_key") == key and record["status"] in ("complete", "partial") and not record.get("error"):
+        if record.get("config_key") == key and finished(record):
             found.append((path.stat().st_mtime, record))
     return max(found, key=lambda item: item[0])[1] if found else None
 
@@ -413,16 +413,17 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
     bench, units = _load_benchmark(cfg, plan, record, timings)
     checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
     audits: list[dict[str, Any]] = []
-    training = _unit_training(cfg, plan, bench, units, record, audits)
+    training = unit_training(cfg, plan, bench, units, record, audits)
     outcomes, unit_rows = [], []
     trained: Optional[Trained] = None
     for unit in units:
-        unit_training = training[unit.name]
+        planned = training[unit.name]
         t = time.perf_counter()
-        if plan.per_unit_training or trained is None:
+        # A network that learns nothing is the same for every unit: its features are extracted once.
+        if trained is None or (plan.per_unit_training and getattr(trained.backbone, "trainable", True)):
             name = unit.name if plan.per_unit_training else "model"
-            backbone, _, stats = _train_unit(cfg, plan, unit_training.faces, name, checkpoint_dir,
-                                             unit_training.curve_faces)
+            backbone, _, stats = _train_unit(cfg, plan, planned.faces, name, checkpoint_dir,
+                                             planned.curve_faces)
             trained = Trained(backbone, stats)
         timings["train_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -434,9 +435,9 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
         t = time.perf_counter()
         verifier = plan.registry.build("verifier", cfg.verifier, BuildContext(seed=int(cfg.seed)))
         outcomes.append(plan.protocol.evaluate_unit(bench, unit, trained.features, verifier,
-                                                    fit_people=unit_training.fit_people))
+                                                    fit_people=planned.fit_people))
         timings["eval_seconds"] += time.perf_counter() - t
-        unit_rows.append(_unit_row(unit.name, unit_training, trained, verifier))
+        unit_rows.append(_unit_row(unit.name, planned, trained, verifier))
         log.info("%s: %s evaluated", plan.label, unit.name)
     record["identity_audit"] = audits
     record["identity_audit_status"] = audit_status(audits)
@@ -460,7 +461,7 @@ def _load_benchmark(
     return bench, units
 
 
-def _unit_training(
+def unit_training(
     cfg: DictConfig, plan: Plan, bench: Any, units: list[Any], record: dict[str, Any], audits: list[dict[str, Any]]
 ) -> dict[str, UnitTraining]:
     """Each unit's training faces, audited against the people its pairs use: the split's own

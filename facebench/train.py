@@ -218,17 +218,22 @@ def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module,
     atomic_write_bytes(path, lambda fh: fh.write(buffer.getbuffer()), what="checkpoint")
 
 
-def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
-                    extras: Optional[Extras] = None) -> int:
-    """Restore a checkpoint; returns its step. Only plain tensors and containers are unpickled
-    (``weights_only=True``): a checkpoint file is data, and a crafted one must not run code."""
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state. Only plain tensors and containers are unpickled (``weights_only=True``):
+    a checkpoint file is data, and a crafted one must not run code."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for refused objects, RuntimeError/EOFError for torn files
         raise CheckpointError(
-            f"checkpoint {path} cannot be resumed from ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
             "facebench loads plain tensors only; delete the file to start over, or set trainer.resume=false."
         ) from exc
+
+
+def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
+                    extras: Optional[Extras] = None) -> int:
+    """Restore a checkpoint; returns its step."""
+    state = read_checkpoint(path)
     try:
         backbone.load_state_dict(state["backbone"])
         loss.load_state_dict(state["loss"])

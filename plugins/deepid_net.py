@@ -69,6 +69,10 @@ def _he_init(module: nn.Module) -> None:
 
 
 class DeepIDNet(Backbone):
+    #: The layers DeepID2+'s sparsification prunes (the locally connected conv4 and the feature
+    #: layer: most of the net's connections), for ``analysis=[sparsification]``.
+    top_layers = ("conv4.0", "fc")
+
     def __init__(self, cfg: DeepIDNetConfig) -> None:
         super().__init__()
         if len(cfg.widths) != 4 or len(cfg.kernels) != 4:

@@ -12,8 +12,8 @@ from facebench_plugins.deepid2plus import (
     DeepID2PlusLossConfig,
     DeepID2PlusNet,
     DeepID2PlusNetConfig,
-    sparsity_report,
 )
+from facebench_plugins.analyses.sparsity import sparsity_report
 
 
 def test_paper_sizes():

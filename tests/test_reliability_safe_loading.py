@@ -63,7 +63,7 @@ def test_resuming_from_a_crafted_or_torn_checkpoint_is_refused_unread(tmp_path: 
         execute(compose([*overrides, "trainer.resume=true"]), tmp_path / "run")
     assert not marker.exists()
     message = str(refused.value)
-    assert f"checkpoint {checkpoint} cannot be resumed from" in message and "trainer.resume=false" in message
+    assert f"checkpoint {checkpoint} cannot be read" in message and "trainer.resume=false" in message
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and record["error"].startswith("CheckpointError")
 

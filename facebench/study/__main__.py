@@ -78,16 +78,18 @@ def run_study(cfg: DictConfig) -> None:
         sweeps = [study.search_sweep(e) for e in entries]
         for i, sweep in enumerate(sweeps, 1):
             _run(sweep, bool(cfg.dry_run), i, len(sweeps))
-    if stage in ("final", "all") and not cfg.dry_run:
-        chosen = chosen_settings(study, entries)
+    if stage == "search" or cfg.dry_run:
+        return
+    chosen = chosen_settings(study, entries)
+    if stage in ("final", "all"):
         sweeps = [s for name in study.baselines for s in study.baseline_sweeps(name)]
         sweeps += [s for e in entries for s in study.final_sweeps(e, chosen[e])]
         for i, sweep in enumerate(sweeps, 1):
             _run(sweep, False, i, len(sweeps))
-    if stage in ("report", "all") and not cfg.dry_run:
+    if stage in ("report", "all"):
         from facebench.study.report import write_report
 
-        write_report(study, chosen_settings(study, entries))
+        write_report(study, chosen)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from facebench.results import RECORD_FILE, RecordError, read_record
+from facebench.plots import pyplot, save_figure
+from facebench.results import RECORD_FILE, RecordError, finished, read_record
 
 _JOB = re.compile(r"^(\d+)-")
 
@@ -42,7 +43,7 @@ def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
             record = read_record(path)
         except RecordError:
             continue
-        if record.get("status") not in ("complete", "partial") or record.get("error"):
+        if not finished(record):
             continue
         value = (record.get("metrics") or {}).get(objective)
         rows.append({
@@ -80,17 +81,10 @@ def write_history(root: Path, table: pd.DataFrame) -> None:
 
 def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) -> None:
     """One panel per entry: each trial's score and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from facebench.atomic_io import atomic_write_bytes
-
     n = len(histories)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
     for ax, (entry, table) in zip(axes.ravel(), histories.items()):
         scored = table.dropna(subset=[objective])
         ax.plot(scored["trial"], scored[objective], "o", ms=4, label="trial")
@@ -103,10 +97,7 @@ def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) ->
     axes[0, 0].set_ylabel(objective, fontsize=8)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    try:
-        atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png", dpi=110), what="plot")
-    finally:
-        plt.close(fig)
+    save_figure(path, fig)
 
 
 def write_chosen(path: Path, chosen: dict[str, dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from facebench.leaderboard import Run, collect, display_table, leaderboard, save_forest_plot
+from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.spec import Study
 
@@ -46,24 +47,14 @@ def curves(runs: list[Run]) -> pd.DataFrame:
 def save_curves_plot(path: Path, table: pd.DataFrame) -> bool:
     if table.empty:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from facebench.atomic_io import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.0), dpi=110)
     for entry, part in table.groupby("entry"):
         ax.plot(part["fraction"], part["val_accuracy"], "o-", lw=1.2, ms=3, label=str(entry))
     ax.set(xlabel="fraction of the training budget", ylabel="validation accuracy (held-out training people)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    try:
-        atomic_write_bytes(path, lambda fh: fig.savefig(fh, format="png"), what="plot")
-    finally:
-        plt.close(fig)
+    save_figure(path, fig)
     return True
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from facebench.config import ConfigError
+from facebench.config import ConfigError, split_override
 from facebench.registry import Registry
 
 
@@ -42,7 +42,7 @@ def _overrides(node: Any, key: str) -> list[str]:
 
 
 def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
+    return split_override(override)[0]
 
 
 def merge(base: list[str], extra: list[str]) -> list[str]:

@@ -9,7 +9,8 @@
   and margin. The paper adds the signals without stating weights; ``side_weight`` (1) scales
   the three side losses.
 - Sparsity (``feature_report``): the paper finds about half the neurons active per image and
-  each neuron active on about half the images.
+  each neuron active on about half the images; every run's record carries the figures, and
+  ``python -m facebench.analyze`` measures it with the paper's other findings.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from facebench.components import FEATURE, BuildContext, Loss, LossOutput
 from facebench.hookspecs import hookimpl
+from facebench_plugins.analyses.sparsity import sparsity_report
 from facebench_plugins.deepid_net import DeepIDNet, DeepIDNetConfig
 from facebench_plugins.deepid2.loss import DeepID2Loss, DeepID2LossConfig, JointSignalConfig, MarginConfig
 
@@ -36,32 +38,6 @@ class DeepID2PlusNetConfig(DeepIDNetConfig):
     widths: list[int] = field(default_factory=lambda: [128, 128, 128, 128])
     feature_dim: int = 512
     side_dim: int = 512
-
-
-def sparsity_report(features: np.ndarray, neurons: int) -> dict[str, float | int | bool]:
-    """How sparse ReLU features are: neurons active (> 0) per image and images per neuron.
-
-    Test features under ``features.flip=concat`` hold two images per row (a face and its
-    mirror); they are split back into 2N images of ``neurons`` units, so the statistics are per
-    image as in the paper. Under ``flip=sum`` a unit counts as active when it is active on either.
-    """
-    x = np.asarray(features)
-    split = x.shape[1] == 2 * neurons
-    if split:
-        x = np.concatenate([x[:, :neurons], x[:, neurons:]])
-    active = x > 0
-    per_image = active.mean(axis=1)
-    per_neuron = active.mean(axis=0)
-    return {
-        "neurons": int(x.shape[1]),
-        "images": int(x.shape[0]),
-        "flip_halves_split": bool(split),
-        "active_neurons_per_image_mean": float(per_image.mean()),
-        "active_neurons_per_image_std": float(per_image.std()),
-        "images_per_neuron_mean": float(per_neuron.mean()),
-        "images_per_neuron_std": float(per_neuron.std()),
-        "dead_neurons": int((per_neuron == 0).sum()),
-    }
 
 
 class DeepID2PlusNet(DeepIDNet):

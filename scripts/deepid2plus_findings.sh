@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The DeepID2+ findings on real LFW (issue 23; docs/ANALYSES.md): DeepID2 and DeepID2+ (both with
+# BatchNorm, one budget), raw pixels and LBP, trained and scored on LFW View 2 folds 1-3
+# (unrestricted, no outside data), then analysed side by side. Resumable: every run reuses a
+# complete record of its configuration and continues training from its checkpoints.
+#   FACEBENCH_LFW=../shared/data/lfw bash scripts/deepid2plus_findings.sh
+set -euo pipefail
+ROOT=${ROOT:-results/analyses/deepid2plus_findings}
+STEPS=${STEPS:-500}
+PY=${PY:-python}
+common=(protocol=lfw_view2 data=lfw "protocol.folds=[1,2,3]" "results_root=$ROOT" reuse_complete=true seed=0)
+trained=(backbone.batchnorm=true trainer.optimizer=sgd trainer.lr=0.1 trainer.momentum=0.9 trainer.weight_decay=0.0005
+         trainer.schedule=cosine "trainer.steps=$STEPS" trainer.batch_size=64 trainer.pk_identities=16 trainer.pk_images=4
+         trainer.shift_augment=3 trainer.flip_augment=true trainer.resume=true)
+run() { local name=$1; shift; "$PY" -m facebench "$@" "label=$name" "hydra.run.dir=$ROOT/runs/$name" "${common[@]}"; }
+run deepid2_bn +method=deepid2 "${trained[@]}"
+run deepid2plus_bn +method=deepid2plus "${trained[@]}"
+run pixels +method=pixels verifier=joint_bayesian verifier.pca_dim=180
+run lbp +method=lbp
+"$PY" -m facebench.analyze "$ROOT/runs/deepid2_bn" "$ROOT/runs/deepid2plus_bn" "$ROOT/runs/pixels" "$ROOT/runs/lbp" \
+  "out=$ROOT/side-by-side"
+"$PY" -m facebench.analyze "$ROOT/runs/deepid2_bn" "$ROOT/runs/deepid2plus_bn" "analysis=[sparsification]" \
+  "out=$ROOT/sparsification"
