@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facebench.analysis.loaded import AnalysedRun, check_run_dir
 from facebench.analysis.report import read_analysis, reusable, write_comparison, write_run_analysis
-from facebench.components import AnalysisResult, BuildContext
+from facebench.components import BuildContext
 from facebench.config import ConfigError, register_resolvers, reject_code_targets
 from facebench.errors import FacebenchError
 from facebench.registry import Registry, get_registry
@@ -45,19 +45,19 @@ def build_analyses(cfg: DictConfig, registry: Registry) -> dict[str, Any]:
 def analyse_run(run_dir: Path, cfg: DictConfig, analyses: dict[str, Any]) -> dict[str, Any]:
     run = AnalysedRun(run_dir, cfg.checkpoint_dir, cfg.max_units)
     earlier = read_analysis(run.run_dir)
-    results: dict[str, tuple[dict[str, Any], Optional[AnalysisResult], float]] = {}
     for name, analysis in analyses.items():
         config = OmegaConf.to_container(cfg.analysis[name])
         if not cfg.rerun and reusable(earlier, run, name, config):
             log.info("%s: %s: the result in analysis.json is for this config and these units; kept (rerun=true "
                      "measures again)", run.label, name)
-            results[name] = (config, None, 0.0)
             continue
         log.info("%s: %s ...", run.label, name)
         began = time.perf_counter()
-        results[name] = (config, analysis.analyse(run), time.perf_counter() - began)
-        log.info("%s: %s done in %.0f s", run.label, name, results[name][2])
-    document = write_run_analysis(run, results)
+        result = analysis.analyse(run)
+        seconds = time.perf_counter() - began
+        log.info("%s: %s done in %.0f s", run.label, name, seconds)
+        write_run_analysis(run, {name: (config, result, seconds)})  # each result kept as soon as it is measured
+    document = write_run_analysis(run, {})
     print(f"facebench.analyze: {run.run_dir / 'analysis.html'}", flush=True)
     for name in analyses:
         for f in document["analyses"][name]["findings"]:

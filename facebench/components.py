@@ -37,11 +37,13 @@ class Backbone(nn.Module):
     ``forward`` returns a dict: ``outputs["feature"]`` is the (N, feature_dim) test-time
     feature; any other entries are named side outputs a loss may supervise (DeepID2+
     stage features). ``trainable = False`` marks a fixed feature map (raw pixels).
+    ``exportable = False`` marks one computed outside torch's graph (LBP), which ONNX cannot hold.
     """
 
     input_shape: tuple[int, int, int] = (3, 55, 47)
     feature_dim: int = 0
     trainable: ClassVar[bool] = True
+    exportable: ClassVar[bool] = True
 
 
 @dataclass

@@ -48,6 +48,9 @@ class FeatureGraph(torch.nn.Module):
 
 def to_onnx(backbone: torch.nn.Module, metadata: Optional[dict[str, str]] = None) -> bytes:
     """The backbone's feature graph as ONNX bytes, batch dimension symbolic."""
+    if not getattr(backbone, "exportable", True):
+        raise ExportError(f"backbone {type(backbone).__name__} computes its features outside torch's graph; ONNX cannot "
+                          "hold it (compute them with facebench instead)")
     graph = FeatureGraph(backbone).eval()
     example = torch.zeros(2, *backbone.input_shape)
     buffer = io.BytesIO()

@@ -270,3 +270,14 @@ def test_attribute_selectivity_reads_labels_matched_to_the_benchmark_images(tiny
     assert summary["images_matched"] == len(keys)  # every benchmark image; the stray line is ignored
     assert set(summary["attributes"]) == {"Odd_Person", "Every_Third"}
     assert all(0 <= v["best_accuracy"] <= 1 for v in summary["attributes"].values())
+
+
+def test_a_verifier_is_fitted_once_per_unit_and_fitting_data(tiny_runs: dict[str, Path]) -> None:
+    run = AnalysedRun(tiny_runs["learned"], max_units=1)
+    model = run.units[0]
+    first = run.evaluate({model.name: model.features})
+    moved = model.features.copy()
+    moved[run.test_index(model.unit)] *= -1.0  # only test images change: the fit is reused
+    run.evaluate({model.name: moved})
+    assert len(run._fitted) == 1
+    assert run.evaluate({model.name: model.features}) == first

@@ -22,12 +22,23 @@ pytest.importorskip("onnxruntime", reason="ONNX export is checked with onnxrunti
 REGISTRY = get_registry()
 
 
-@pytest.mark.parametrize("name", REGISTRY.names("backbone"))
-def test_every_backbone_exports_with_a_dynamic_batch(name: str) -> None:
+def _backbone(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    backbone = REGISTRY.build("backbone", built_config("backbone", name), BuildContext(num_classes=5)).eval()
+    return REGISTRY.build("backbone", built_config("backbone", name), BuildContext(num_classes=5)).eval()
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY.names("backbone") if _backbone(n).exportable])
+def test_every_exportable_backbone_exports_with_a_dynamic_batch(name: str) -> None:
+    backbone = _backbone(name)
     model = to_onnx(backbone)
     assert parity(backbone, model, batches=(1, 7)) < TOLERANCE
+
+
+def test_a_backbone_computed_outside_torch_is_refused_by_name() -> None:
+    from facebench.export import ExportError
+
+    with pytest.raises(ExportError, match="LbpBackbone computes its features outside torch's graph"):
+        to_onnx(_backbone("lbp"))
 
 
 def test_a_finished_run_exports_from_the_command_line(tmp_path: Path) -> None:

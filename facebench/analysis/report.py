@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from facebench.components import AnalysisResult, Finding
 from facebench.plots import save_figure
@@ -53,15 +53,13 @@ def save_result(folder: Path, prefix: str, name: str, result: AnalysisResult) ->
     return files
 
 
-def write_run_analysis(run: Any, results: dict[str, tuple[dict[str, Any], Optional[AnalysisResult], float]]) -> dict[str, Any]:
-    """``results``: analysis name -> (its config, its result or None where the earlier one is
-    reused, seconds). Returns the merged document."""
+def write_run_analysis(run: Any, results: dict[str, tuple[dict[str, Any], AnalysisResult, float]]) -> dict[str, Any]:
+    """Merge ``results`` (analysis name -> its config, its result, seconds) into the run's
+    analysis.json and rewrite its page; returns the merged document."""
     folder = run.run_dir
     document = read_analysis(folder)
     analyses = dict(document.get("analyses", {}))
     for name, (config, result, seconds) in results.items():
-        if result is None:  # reused as it stands
-            continue
         analyses[name] = {
             "config": config,
             "units": [u.name for u in run.unit_list],

@@ -51,6 +51,7 @@ def cell_histograms(codes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 class LbpBackbone(Backbone):
     trainable = False
+    exportable = False  # scikit-image computes the patterns
 
     def __init__(self, cfg: LbpConfig) -> None:
         super().__init__()
