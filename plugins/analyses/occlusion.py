@@ -81,8 +81,9 @@ class OcclusionAnalysis(Analysis):
             images.reshape(-1, images.shape[-1]).mean(axis=0).round().astype(np.uint8)
         levels = sorted(float(v) for v in self.cfg.levels)
         curves: dict[str, list[float]] = {}
+        auc: dict[str, list[float]] = {}
         for p, pattern in enumerate(self.cfg.patterns):
-            curves[pattern] = []
+            curves[pattern], auc[pattern] = [], []
             for k, level in enumerate(levels):
                 features = {}
                 for model in run.units:
@@ -92,7 +93,9 @@ class OcclusionAnalysis(Analysis):
                     if level > 0:
                         f[test] = run.extract(model.backbone, occlude(images[test], pattern, level, rng, fill))
                     features[model.name] = f
-                curves[pattern].append(run.evaluate(features)["mean_accuracy"])
+                scored = run.evaluate(features)
+                curves[pattern].append(scored["mean_accuracy"])
+                auc[pattern].append(scored["auc"])
                 log.info("%s: occlusion %s %.0f%%: accuracy %.2f%%", run.label, pattern, 100 * level,
                          100 * curves[pattern][-1])
         start = {p: c[levels.index(min(levels))] for p, c in curves.items()}
@@ -106,7 +109,10 @@ class OcclusionAnalysis(Analysis):
             + f" (allowed {self.cfg.graceful_drop:g}); at {100 * levels[-1]:.0f}%: "
             + ", ".join(f"{p} {100 * c[-1]:.1f}%" for p, c in curves.items()),
         )
-        summary = {"levels": levels, "fill": self.cfg.fill, "accuracy": curves, "verifier": str(run.cfg.verifier.name)}
+        # AUC beside accuracy: the threshold is chosen on unoccluded training pairs, so accuracy also
+        # measures how far occlusion shifts the scores; AUC says whether the pairs still separate.
+        summary = {"levels": levels, "fill": self.cfg.fill, "accuracy": curves, "auc": auc,
+                   "verifier": str(run.cfg.verifier.name)}
         return AnalysisResult(summary, {"curves": self._figure({run.label: summary}, run.label)}, [finding])
 
     @staticmethod
@@ -117,12 +123,14 @@ class OcclusionAnalysis(Analysis):
         for ax, pattern in zip(axes[0], patterns):
             for run, s in summaries.items():
                 if pattern in s["accuracy"]:
-                    ax.plot([100 * v for v in s["levels"]], [100 * a for a in s["accuracy"][pattern]], "o-", ms=3,
-                            label=tex_safe(run))
+                    x = [100 * v for v in s["levels"]]
+                    line, = ax.plot(x, [100 * a for a in s["accuracy"][pattern]], "o-", ms=3, label=tex_safe(run))
+                    if pattern in s.get("auc", {}):
+                        ax.plot(x, [100 * a for a in s["auc"][pattern]], "--", lw=1, color=line.get_color())
             ax.set(xlabel=f"face occluded from the {pattern} (%)" if pattern != "random" else "face occluded by a random block (%)")
             ax.axhline(50, color="k", lw=0.6, ls=":")
             ax.grid(alpha=0.3)
-        axes[0, 0].set_ylabel("mean accuracy (%)")
+        axes[0, 0].set_ylabel("accuracy % (solid), AUC x 100 (dashed)")
         axes[0, 0].legend(fontsize=7)
         fig.suptitle(tex_safe(title), fontsize=9)
         fig.tight_layout()
