@@ -115,6 +115,7 @@ class AnalysedRun:
         self.unit_list = self.units_evaluated[: max_units or None]
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else (
             Path(self.cfg.results_root) / "checkpoints" / checkpoint_key(self.cfg))
+        self._fitted: dict[tuple[str, str, str], Verifier] = {}  # FitOnce's cache
         self.trainable = bool(getattr(self.plan.registry.build("backbone", self.cfg.backbone, self._context()),
                                       "trainable", True))
 
@@ -221,10 +222,6 @@ class AnalysedRun:
         out = {k: metrics[k] for k in ("mean_accuracy", "se_accuracy", "auc", "eer") if k in metrics}
         out["fold_accuracies"] = {row["name"]: row.get("accuracy") for row in summary.unit_rows()}
         return out
-
-    @cached_property
-    def _fitted(self) -> dict[tuple[str, str, str], Verifier]:
-        return {}
 
     def training_faces(self, unit: Any) -> FaceData:
         return self.training[unit.name].faces

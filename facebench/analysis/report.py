@@ -91,7 +91,7 @@ def write_run_analysis(run: Any, results: dict[str, tuple[dict[str, Any], Analys
 def _scalars(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Flattened leaf values of a summary, for the page's tables."""
     if isinstance(value, dict):
-        return [row for k, v in value.items() for row in _scalars(v, f"{prefix}{k}." if prefix or k else "")]
+        return [row for k, v in value.items() for row in _scalars(v, f"{prefix}{k}.")]
     if isinstance(value, list) and len(value) > 12:
         return [(prefix.rstrip("."), f"[{len(value)} values]")]
     if isinstance(value, float):
