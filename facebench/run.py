@@ -408,7 +408,8 @@ class Trained:
 def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]) -> None:
     """Load the benchmark, then per unit: choose its training people, train (or reuse the one
     model), extract features, fit the verifier and score; then summarise into the record."""
-    timings: dict[str, float] = {"train_seconds": 0.0, "features_seconds": 0.0, "eval_seconds": 0.0}
+    timings: dict[str, float] = {"train_seconds": 0.0, "features_seconds": 0.0, "eval_seconds": 0.0,
+                                 "earlier_sittings_seconds": 0.0}
     record["timings"] = timings
     bench, units = _load_benchmark(cfg, plan, record, timings)
     checkpoint_dir = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg)
@@ -425,6 +426,10 @@ def _evaluate(cfg: DictConfig, plan: Plan, run_dir: Path, record: dict[str, Any]
             backbone, _, stats = _train_unit(cfg, plan, planned.faces, name, checkpoint_dir,
                                              planned.curve_faces)
             trained = Trained(backbone, stats)
+            # Training time spent before an interruption: the record's cost covers every sitting. A
+            # net resumed at its last step (re-scored) trained in another record, which counts it.
+            if stats.steps:
+                timings["earlier_sittings_seconds"] += stats.earlier_seconds
         timings["train_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
         if trained.features is None:
@@ -525,6 +530,7 @@ def _unit_row(name: str, unit_training: UnitTraining, trained: Trained, verifier
         "train_seconds": round(stats.seconds, 3),
         "images_per_second": round(stats.images_per_second, 1) if stats.images else None,
         "resumed_from_step": stats.resumed_from,
+        **({"earlier_sittings_train_seconds": round(stats.earlier_seconds, 3)} if stats.resumed_from and stats.steps else {}),
         "final_train_metrics": stats.last_metrics,
         **({"learning_curve": stats.curve, "still_improving": still_improving(stats.curve)} if stats.curve else {}),
         **({"features_constant": features_constant(trained.features)} if stats.steps else {}),

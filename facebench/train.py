@@ -57,6 +57,8 @@ class TrainStats:
     seconds: float = 0.0
     images: int = 0
     resumed_from: int = 0
+    #: training seconds spent on this unit in earlier sittings, before the checkpoint it resumed from
+    earlier_seconds: float = 0.0
     stopped_early: bool = False
     last_metrics: dict[str, float] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
@@ -202,9 +204,12 @@ Extras = dict[str, Any]
 
 
 def save_checkpoint(path: Path, step: int, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
-                    extras: Optional[Extras] = None) -> None:
+                    extras: Optional[Extras] = None, seconds: float = 0.0) -> None:
+    """``seconds``: training time spent to reach ``step`` over every sitting, so the compute a
+    result cost survives interruptions."""
     state = {
         "step": step,
+        "seconds": float(seconds),
         "backbone": backbone.state_dict(),
         "loss": loss.state_dict(),
         "optimizer": opt.state_dict(),
@@ -231,8 +236,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer,
-                    extras: Optional[Extras] = None) -> int:
-    """Restore a checkpoint; returns its step."""
+                    extras: Optional[Extras] = None) -> tuple[int, float]:
+    """Restore a checkpoint; returns its step and the training seconds spent to reach it
+    (0 for checkpoints written before they carried it)."""
     state = read_checkpoint(path)
     try:
         backbone.load_state_dict(state["backbone"])
@@ -243,7 +249,7 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
         for name, extra in (extras or {}).items():
             if name in saved_extras:
                 extra.load_state_dict(saved_extras[name])
-        return int(state["step"])
+        return int(state["step"]), float(state.get("seconds", 0.0))
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
@@ -255,15 +261,16 @@ def load_checkpoint(path: Path, backbone: nn.Module, loss: nn.Module, opt: torch
 
 
 def _resume(checkpoint: Optional[Path], cfg: TrainerConfig, backbone: nn.Module, loss: nn.Module,
-            opt: torch.optim.Optimizer, label: str, extras: Optional[Extras] = None) -> int:
-    """The step to start from: a checkpoint's when ``trainer.resume`` finds one, else 0."""
+            opt: torch.optim.Optimizer, label: str, extras: Optional[Extras] = None) -> tuple[int, float]:
+    """The step to start from and the seconds spent reaching it: a checkpoint's when
+    ``trainer.resume`` finds one, else 0."""
     if checkpoint is not None and cfg.resume and checkpoint.exists():
-        start = load_checkpoint(checkpoint, backbone, loss, opt, extras)
+        start, seconds = load_checkpoint(checkpoint, backbone, loss, opt, extras)
         log.info("%s: resumed from %s at step %d", label, checkpoint, start)
-        return start
+        return start, seconds
     if cfg.resume:
         log.info("%s: trainer.resume=true but no checkpoint at %s; starting at step 0", label, checkpoint)
-    return 0
+    return 0, 0.0
 
 
 def _step_batch(plan: BatchPlan, step: int, images: torch.Tensor, labels: torch.Tensor, block: int,
@@ -327,7 +334,8 @@ def train(
     loss.to(device).train()
     opt = make_optimizer(parameter_groups(backbone, loss, cfg), cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    start = stats.resumed_from = _resume(checkpoint, cfg, backbone, loss, opt, label, extras)
+    start, stats.earlier_seconds = _resume(checkpoint, cfg, backbone, loss, opt, label, extras)
+    stats.resumed_from = start
 
     images = torch.from_numpy(np.array(faces.images)).permute(0, 3, 1, 2)  # into RAM, writable
     labels = torch.from_numpy(np.asarray(faces.labels, dtype=np.int64))
@@ -397,7 +405,8 @@ def train(
                             f"loss term was finite. Lower trainer.lr (now {cfg.lr}) or set trainer.grad_clip; {kept()}."
                         )
                     if distributed.is_main():
-                        save_checkpoint(checkpoint, done, backbone, loss, opt, extras)
+                        save_checkpoint(checkpoint, done, backbone, loss, opt, extras,
+                                        seconds=stats.earlier_seconds + time.perf_counter() - began)
                     saved = done
                 if stopping is not None:
                     name = signal.Signals(stopping).name

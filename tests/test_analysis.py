@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from facebench_plugins.analyses.binary import binary_codes
 from facebench_plugins.analyses.occlusion import occlude
 from facebench_plugins.analyses.single_neuron import fit_thresholds, selectivity
 from facebench_plugins.analyses.sparsification import fisher_ratio, keep_mask, prune_layers
-from facebench_plugins.analyses.sparsity import sparsity_report
+from facebench_plugins.analyses.sparsity import SparsityAnalysis, SparsityConfig, sparsity_report
 from facebench_plugins.lbp import CODES, LbpBackbone, LbpConfig, cell_histograms
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,6 +68,23 @@ def test_planted_sparsity_is_measured_per_image_and_per_neuron() -> None:
     assert report["active_neurons_per_image_mean"] == pytest.approx(0.3 * 56 / 64, abs=0.01)
     assert report["images_per_neuron_mean"] == pytest.approx(0.3 * 56 / 64, abs=0.01)
     assert report["dead_neurons"] == 8
+
+
+def sparsity_finding(features: np.ndarray) -> bool:
+    """The sparsity finding on one unit whose test images are ``features``."""
+    unit = SimpleNamespace(unit="fold1", features=features)
+    run = SimpleNamespace(units=[unit], neurons=features.shape[1], label="planted",
+                          test_index=lambda name: np.arange(len(features)))
+    return SparsityAnalysis(SparsityConfig()).analyse(run).findings[0].holds
+
+
+def test_sparsity_is_judged_on_the_spread_not_only_the_means() -> None:
+    rng = np.random.default_rng(3)
+    half_at_random = (rng.random((2000, 64)) < 0.5).astype(float)
+    always_or_never = np.zeros((2000, 64))
+    always_or_never[:, :32] = 1.0  # half the neurons always on, half dead: both means are 50%
+    assert sparsity_finding(half_at_random)
+    assert not sparsity_finding(always_or_never)
 
 
 def test_binary_codes_keep_only_which_neurons_are_active() -> None:

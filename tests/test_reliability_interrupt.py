@@ -124,11 +124,14 @@ def test_signal_stops_after_the_step_and_resume_is_exact(fit: Fit, reference: tu
     message = str(stopped.value)
     assert f"{signal.Signals(signum).name} received" in message and "after step 3/8" in message
     assert str(checkpoint) in message and "trainer.resume=true" in message
-    assert torch.load(checkpoint, weights_only=True)["step"] == 3  # step 3 is not a periodic checkpoint (every 2)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["step"] == 3  # step 3 is not a periodic checkpoint (every 2)
+    assert saved["seconds"] > 0  # the time spent so far travels with the checkpoint
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
     backbone, loss, stats = fit.run(checkpoint, resume=True)
     assert stats.resumed_from == 3 and stats.steps == 5
+    assert stats.earlier_seconds == saved["seconds"]
     assert_same_weights(backbone, loss, reference[0])
     assert stats.last_metrics == reference[1]
 
@@ -193,6 +196,9 @@ def test_cli_sigint_exits_cleanly_and_resume_equals_the_uninterrupted_run(tmp_pa
     resumed = execute(compose(["+method=deepid", *RUN, f"results_root={root}", "trainer.resume=true"]), root / "resumed")
     unit = resumed["units"][0]
     assert resumed["status"] == "complete" and unit["resumed_from_step"] == stopped_at
+    # the interrupted sitting's training time is counted in the result's cost
+    assert unit["earlier_sittings_train_seconds"] > 0
+    assert resumed["timings"]["earlier_sittings_seconds"] == unit["earlier_sittings_train_seconds"]
     assert unit["train_steps"] == STEPS - stopped_at
     written = [json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for r in (resumed, reference)]
     assert written[0]["units"][0]["final_train_metrics"] == written[1]["units"][0]["final_train_metrics"]

@@ -74,7 +74,9 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
                "study.search.protocol=[]", 'study.final.protocol=["protocol.folds=[1,2]"]',
                'study.verifiers.joint_bayesian=["verifier=l2"]', f"study.root={tmp_path}", "study.search.trials=2",
                "study.search.startup_trials=1", "only=[softmax]", "study.final.seeds=[0,1]",
-               'study.baselines.pixels=["backbone=pixels","verifier.pca_dim=16"]']
+               'study.baselines.pixels=["backbone=pixels","verifier.pca_dim=16"]',
+               f"study.report.leaderboard={tmp_path / 'published' / 'LEADERBOARD.md'}",
+               f"study.report.presets.root={tmp_path / 'baselines'}", "study.report.presets.baseline=pixels"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     records = {p: json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")}
@@ -89,15 +91,21 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     rescored = [r for r in final if r["components"]["verifier"]["name"] == "l2"]
     # the second verifier re-scores the first one's checkpoints, learning curve included
     assert all(u["resumed_from_step"] == 4 and len(u["learning_curve"]) == 4 for r in rescored for u in r["units"])
+    # ... and does not count their training time again in the study's cost
+    assert all(r["timings"]["earlier_sittings_seconds"] == 0 for r in rescored)
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Verifier `cosine`" in report and "| pixels |" in report and "baseline" in report
     for plot in ("forest-cosine.png", "learning-curves.png", "search/history.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "published" / "LEADERBOARD.md").read_text()
+    assert "stage=report" in page and "### Verifier `cosine`" in page and "## Reproduction presets" in page
+    assert "](../forest-cosine.png)" in page and "| pixels | " in page.split("## Reproduction presets")[1]
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list(tmp_path.rglob("metrics.json"))) == len(records)
     assert (tmp_path / "REPORT.md").read_text() == report
+    assert (tmp_path / "published" / "LEADERBOARD.md").read_text() == page
 
 
 def test_the_final_stage_refuses_an_unfinished_search(tmp_path: Path) -> None:

@@ -116,8 +116,9 @@ class AnalysedRun:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else (
             Path(self.cfg.results_root) / "checkpoints" / checkpoint_key(self.cfg))
         self._fitted: dict[tuple[str, str, str], Verifier] = {}  # FitOnce's cache
-        self.trainable = bool(getattr(self.plan.registry.build("backbone", self.cfg.backbone, self._context()),
-                                      "trainable", True))
+        first = self.build_backbone()
+        self.trainable = bool(getattr(first, "trainable", True))
+        self._unused_build: Optional[Any] = first  # the first unit's network, built once
 
     @property
     def label(self) -> str:
@@ -146,7 +147,7 @@ class AnalysedRun:
 
     def trained_backbone(self, unit: Any) -> tuple[Any, Optional[Path]]:
         """The unit's network as it finished training (an untrainable one as built)."""
-        backbone = self.build_backbone()
+        backbone, self._unused_build = self._unused_build or self.build_backbone(), None
         if not self.trainable:
             return backbone, None
         path = self.checkpoint_of(unit)

@@ -87,9 +87,10 @@ def run_study(cfg: DictConfig) -> None:
         for i, sweep in enumerate(sweeps, 1):
             _run(sweep, False, i, len(sweeps))
     if stage in ("report", "all"):
+        from facebench.study.publish import write_leaderboard
         from facebench.study.report import write_report
 
-        write_report(study, chosen)
+        write_leaderboard(study, write_report(study, chosen))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

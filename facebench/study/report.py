@@ -23,13 +23,15 @@ def _verifier(run: Run) -> str:
 
 
 def _seconds(root: Path) -> float:
-    """Total wall seconds of every complete record under ``root`` (2 cores each: CPU time is
-    about twice this on this project's machines)."""
+    """Total wall seconds of every complete record under ``root``, training time of sittings
+    interrupted before a resume included (2 cores each: CPU time is about twice this on this
+    project's machines)."""
     total = 0.0
     for path in root.rglob("metrics.json"):
         record = read_record(path)
         if record.get("status") in ("complete", "partial"):
-            total += float((record.get("timings") or {}).get("total_seconds") or 0.0)
+            timings = record.get("timings") or {}
+            total += float(timings.get("total_seconds") or 0.0) + float(timings.get("earlier_sittings_seconds") or 0.0)
     return total
 
 
@@ -58,7 +60,7 @@ def save_curves_plot(path: Path, table: pd.DataFrame) -> bool:
     return True
 
 
-def _markdown_table(shown: pd.DataFrame) -> list[str]:
+def markdown_table(shown: pd.DataFrame) -> list[str]:
     def cell(text: Any) -> str:
         return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
 
@@ -101,7 +103,7 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         table = leaderboard(mine, baseline if baseline in known else None)
         plot = f"forest-{verifier}.png"
         has_plot = save_forest_plot(study.root / plot, table)
-        lines += [f"## Verifier `{verifier}`", "", *_markdown_table(display_table(table)), ""]
+        lines += [f"## Verifier `{verifier}`", "", *markdown_table(display_table(table)), ""]
         if has_plot:
             lines += [f"![{verifier}: means and 95% CIs]({plot})", ""]
     curve_table = curves([r for r in runs if r.method in study.entries])
