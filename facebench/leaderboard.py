@@ -56,6 +56,8 @@ IGNORED_KEYS = frozenset({"root", "resume", "checkpoint_every", "log_every"})
 UNIT_KEYS = frozenset({"name", "folds", "units_evaluated", "units_total"})
 #: Files or folders that mark a run directory (written before the record).
 RUN_MARKERS = ("config.yaml", ".hydra")
+#: The flag of a record whose learning curve still rose in the last quarter of its budget.
+NOT_CONVERGED = "still improving in its last quarter"
 GROUP_KEY = ["method", "settings", "protocol", "regime", "units"]
 TABLE_COLUMNS = GROUP_KEY + [
     "differs", "metric", "n_runs", "n_units", "units_total", "partial", "seeds", "mean", "ci_low", "ci_high", "flags"
@@ -165,7 +167,7 @@ def record_flags(rec: dict[str, Any]) -> tuple[str, ...]:
     if audit in ("not checkable", "partly checked"):
         flags.append(f"identity audit {audit}")
     if any(isinstance(u, dict) and u.get("still_improving") for u in rec.get("units", [])):
-        flags.append("still improving in its last quarter")
+        flags.append(NOT_CONVERGED)
     bench = rec.get("benchmark") if isinstance(rec.get("benchmark"), dict) else {}
     if bench.get("protocol_files_official") is False:
         flags.append("unofficial protocol files")

@@ -21,5 +21,5 @@ run pixels +method=pixels verifier=joint_bayesian verifier.pca_dim=180
 run lbp +method=lbp
 "$PY" -m facebench.analyze "$ROOT/runs/deepid2_bn" "$ROOT/runs/deepid2_bn_600x128" "$ROOT/runs/deepid2plus_bn" \
   "$ROOT/runs/pixels" "$ROOT/runs/lbp" "out=$ROOT/side-by-side"
-"$PY" -m facebench.analyze "$ROOT/runs/deepid2_bn_600x128" "$ROOT/runs/deepid2plus_bn" "analysis=[sparsification]" max_units=1 \
+"$PY" -m facebench.analyze "$ROOT/runs/deepid2_bn_600x128" "$ROOT/runs/deepid2plus_bn" "analysis=[sparsification]" analysis.sparsification.max_units=3 \
   "out=$ROOT/sparsification"

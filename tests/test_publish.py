@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from facebench.results import write_record
-from facebench.study.publish import NOT_CONVERGED, presets_section, relinked
+from facebench.leaderboard import NOT_CONVERGED
+from facebench.study.publish import presets_section, relinked
 from test_leaderboard import record
 
 

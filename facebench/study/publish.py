@@ -5,7 +5,7 @@ labelled as such, and an entry whose learning curve still rose in its last quart
 apart as not converged rather than ranked.
 
 A reader must be able to check the page: it names the command that made it, and re-running that
-command on the same records gives the same markdown (tested on the committed records).
+command on the same records gives the same markdown.
 """
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from facebench.leaderboard import Run, collect, display_table, leaderboard, save_forest_plot
+from facebench.leaderboard import NOT_CONVERGED, Run, collect, display_table, leaderboard, save_forest_plot
 from facebench.results import write_text
 from facebench.study.report import markdown_table
 from facebench.study.spec import Study
 
-#: The record flag that marks a training that had not converged at its budget.
-NOT_CONVERGED = "still improving in its last quarter"
 _LINK = re.compile(r"\]\((?![a-z]+:)([^)]+)\)")
 
 
