@@ -378,14 +378,23 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def markdown_cell(text: Any) -> str:
+    """A GitHub table cell; HTML-escaped too, since markdown renders inline HTML."""
+    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(shown: pd.DataFrame) -> list[str]:
+    """``shown`` as the lines of a GitHub table."""
+    return ["| " + " | ".join(markdown_cell(c) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns),
+            *("| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in shown.itertuples(index=False))]
+
+
 def to_markdown(
     shown: pd.DataFrame, skipped: list[Skipped], root: Path, command: Optional[str] = None, machines: tuple[str, ...] = ()
 ) -> str:
-    """A GitHub table; cells are HTML-escaped too, since markdown renders inline HTML. ``command``
-    and ``machines`` say how the page and the runs behind it were made."""
-
-    def cell(text: Any) -> str:
-        return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+    """The leaderboard page. ``command`` and ``machines`` say how the page and the runs behind it
+    were made."""
+    cell = markdown_cell
 
     lines = [
         "# facebench leaderboard",
@@ -399,11 +408,7 @@ def to_markdown(
         lines += [f"Made by `{cell(command)}`.", ""]
     if machines:
         lines += ["Runs made on: " + "; ".join(cell(m) for m in machines) + ".", ""]
-    lines += [
-        "| " + " | ".join(cell(c) for c in shown.columns) + " |",
-        "|" + "---|" * len(shown.columns),
-        *("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)),
-    ]
+    lines += markdown_table(shown)
     if skipped:
         lines += ["", f"## Skipped ({len(skipped)})", ""]
         lines += [f"- `{cell(s.path)}`: {cell(s.reason)}" for s in skipped]

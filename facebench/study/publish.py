@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from facebench.leaderboard import NOT_CONVERGED, Run, collect, display_table, leaderboard, save_forest_plot
+from facebench.leaderboard import (NOT_CONVERGED, Run, collect, display_table, leaderboard, markdown_table,
+                                   save_forest_plot)
 from facebench.results import write_text
-from facebench.study.report import markdown_table
 from facebench.study.spec import Study
 
 _LINK = re.compile(r"\]\((?![a-z]+:)([^)]+)\)")
@@ -52,13 +52,10 @@ def presets_section(root: Path, baseline: Optional[str], page_dir: Path) -> list
     shown = display_table(table)
     shown.insert(2, "budget", [budgets[key] for key in zip(table["method"], table["settings"])])
     converged = ~table["flags"].astype(str).str.contains(NOT_CONVERGED, regex=False).to_numpy()
-    if save_forest_plot(root / "forest.png", table[converged]):
-        forest = os.path.relpath(root / "forest.png", page_dir)
-    else:
-        forest = None
     lines += ["### Converged at their budget", "", *markdown_table(shown[converged]), ""]
-    if forest:
-        lines += [f"![presets: means and 95% CIs]({Path(forest).as_posix()})", ""]
+    if save_forest_plot(root / "forest.png", table[converged]):
+        forest = Path(os.path.relpath(root / "forest.png", page_dir)).as_posix()
+        lines += [f"![presets: means and 95% CIs]({forest})", ""]
     if (~converged).any():
         lines += ["### Not converged at their budget (listed, not ranked)", "",
                   "Validation accuracy on held-out training people rose by more than a point in the last quarter "

@@ -6,13 +6,12 @@ searches' histories). Re-running it on the same records gives the same files.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from facebench.leaderboard import Run, collect, display_table, leaderboard, save_forest_plot
+from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.spec import Study
@@ -58,14 +57,6 @@ def save_curves_plot(path: Path, table: pd.DataFrame) -> bool:
     fig.tight_layout()
     save_figure(path, fig)
     return True
-
-
-def markdown_table(shown: pd.DataFrame) -> list[str]:
-    def cell(text: Any) -> str:
-        return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
-
-    return ["| " + " | ".join(cell(c) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns),
-            *("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False))]
 
 
 def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
