@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_module
 from conftest import TINY
 from facebench.config import register_resolvers
 from facebench.registry import Registry, RegistryError, get_registry
+from facebench.study.runner import cores
 from facebench.study.spec import Study, merge
 
 
@@ -76,7 +77,8 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
                "study.search.startup_trials=1", "only=[softmax]", "study.final.seeds=[0,1]",
                'study.baselines.pixels=["backbone=pixels","verifier.pca_dim=16"]',
                f"study.report.leaderboard={tmp_path / 'published' / 'LEADERBOARD.md'}",
-               f"study.report.presets.root={tmp_path / 'baselines'}", "study.report.presets.baseline=pixels"]
+               f"study.report.presets.root={tmp_path / 'baselines'}", "study.report.presets.baseline=pixels",
+               "workers=2"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     records = {p: json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")}
@@ -88,6 +90,9 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     assert chosen == {"trainer.lr": best["components"]["trainer"]["lr"]}
     assert {r["components"]["trainer"]["lr"] for r in final} == {chosen["trainer.lr"]}
     assert all(r["method"] == "softmax" for r in search + final)
+    # two entries' sweeps at once (softmax and the pixels floor), each on half the cores
+    share = max(1, cores() // 2)
+    assert {r["environment"]["threads"]["torch_intra_op"] for r in final} == {share}
     rescored = [r for r in final if r["components"]["verifier"]["name"] == "l2"]
     # the second verifier re-scores the first one's checkpoints, learning curve included
     assert all(u["resumed_from_step"] == 4 and len(u["learning_curve"]) == 4 for r in rescored for u in r["units"])
@@ -98,6 +103,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     for plot in ("forest-cosine.png", "learning-curves.png", "search/history.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "published" / "LEADERBOARD.md").read_text()
+    assert "core-hours" in report and "Final and baseline runs made at commit `" in report
     assert "stage=report" in page and "### Verifier `cosine`" in page and "## Reproduction presets" in page
     assert "](../forest-cosine.png)" in page and "| pixels | " in page.split("## Reproduction presets")[1]
 

@@ -1,5 +1,6 @@
-"""``python -m facebench.study [study=losses] [stage=all|search|final|report] [only=[a,b]]``:
-run a study's sweeps in order, each skipping what is already complete.
+"""``python -m facebench.study [study=losses] [stage=all|search|final|report] [only=[a,b]] [workers=N]``:
+run a study's sweeps, each entry's in order and N entries at once (facebench.study.runner), each
+sweep skipping what is already complete.
 
 Overrides are Hydra's: ``study.search.trials=3``, ``study.launcher=joblib``,
 ``study.fixed=[...]``. Re-running the same command after an interruption continues: every
@@ -10,9 +11,7 @@ is incomplete, so no entry is run at settings chosen from part of its trials.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from typing import Any, Optional
 
 from hydra import compose, initialize_config_module
@@ -23,24 +22,10 @@ from facebench.config import ConfigError, register_resolvers
 from facebench.errors import FacebenchError
 from facebench.registry import get_registry
 from facebench.study.history import best, save_plot, trials, write_chosen, write_history
-from facebench.study.spec import Study, Sweep
+from facebench.study.runner import SweepRunner
+from facebench.study.spec import Study
 
 STAGES = ("search", "final", "report", "all")
-
-
-def _run(sweep: Sweep, dry_run: bool, done: int, total: int) -> None:
-    label = f"[{done}/{total}] {sweep.stage} {sweep.entry} ({sweep.verifier})"
-    print(f"facebench.study: {label}: {' '.join(sweep.command()[1:])}", flush=True)
-    if dry_run:
-        return
-    began = time.monotonic()
-    code = subprocess.run(sweep.command(), check=False).returncode
-    if code != 0:
-        raise FacebenchError(
-            f"{label} failed (exit {code}); its jobs' records say why. Fix the cause and run the same command "
-            "again: complete runs are kept and skipped."
-        )
-    print(f"facebench.study: {label}: done in {time.monotonic() - began:.0f} s", flush=True)
 
 
 def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
@@ -74,18 +59,20 @@ def run_study(cfg: DictConfig) -> None:
     unknown = [e for e in entries if e not in study.entries]
     if unknown:
         raise ConfigError(f"only={unknown}: not entries of study {study.name} ({', '.join(study.entries)})")
+    runner = SweepRunner(int(cfg.workers))
     if stage in ("search", "all"):
-        sweeps = [study.search_sweep(e) for e in entries]
-        for i, sweep in enumerate(sweeps, 1):
-            _run(sweep, bool(cfg.dry_run), i, len(sweeps))
+        searches = [[study.search_sweep(e)] for e in entries]
+        if cfg.dry_run:
+            for (sweep,) in searches:
+                print(f"facebench.study: search {sweep.entry}: {' '.join(sweep.command()[1:])}")
+            return
+        runner.run(searches)
     if stage == "search" or cfg.dry_run:
         return
     chosen = chosen_settings(study, entries)
     if stage in ("final", "all"):
-        sweeps = [s for name in study.baselines for s in study.baseline_sweeps(name)]
-        sweeps += [s for e in entries for s in study.final_sweeps(e, chosen[e])]
-        for i, sweep in enumerate(sweeps, 1):
-            _run(sweep, False, i, len(sweeps))
+        runner.run([study.baseline_sweeps(name) for name in study.baselines]
+                   + [study.final_sweeps(e, chosen[e]) for e in entries])
     if stage in ("report", "all"):
         from facebench.study.publish import write_leaderboard
         from facebench.study.report import write_report

@@ -21,17 +21,23 @@ def _verifier(run: Run) -> str:
     return str((run.components.get("verifier") or {}).get("name"))
 
 
-def _seconds(root: Path) -> float:
-    """Total wall seconds of every complete record under ``root``, training time of sittings
-    interrupted before a resume included (2 cores each: CPU time is about twice this on this
-    project's machines)."""
-    total = 0.0
+def _cost(root: Path) -> tuple[float, float, set[str]]:
+    """Wall seconds and core seconds (wall x the torch threads the run had) of every complete
+    record under ``root``, training time of sittings interrupted before a resume included; and
+    the commits the records were made at."""
+    wall = core = 0.0
+    commits: set[str] = set()
     for path in root.rglob("metrics.json"):
         record = read_record(path)
         if record.get("status") in ("complete", "partial"):
             timings = record.get("timings") or {}
-            total += float(timings.get("total_seconds") or 0.0) + float(timings.get("earlier_sittings_seconds") or 0.0)
-    return total
+            seconds = float(timings.get("total_seconds") or 0.0) + float(timings.get("earlier_sittings_seconds") or 0.0)
+            environment = record.get("environment") or {}
+            threads = (environment.get("threads") or {}).get("torch_intra_op") or environment.get("cpu_count") or 1
+            wall += seconds
+            core += seconds * int(threads)
+            commits.add(str(environment.get("git_commit")))
+    return wall, core, commits
 
 
 def curves(runs: list[Run]) -> pd.DataFrame:
@@ -67,8 +73,11 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         runs += found
         skipped += missed
     baseline = str(study.cfg.report.baseline)
-    search_seconds = _seconds(study.root / "search")
-    final_seconds = sum(_seconds(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir())
+    search_wall, search_core, _ = _cost(study.root / "search")
+    final_costs = [_cost(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir()]
+    final_wall = sum(c[0] for c in final_costs)
+    final_core = sum(c[1] for c in final_costs)
+    commits = sorted(set().union(*(c[2] for c in final_costs))) if final_costs else []
     lines = [
         f"# Study `{study.name}`", "",
         "Made by `python -m facebench.study study=" + study.name + " stage=report` from the records under "
@@ -79,8 +88,11 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         f"scored by `{next(iter(study.verifiers))}`; learning rate `{study.cfg.lr}` plus each loss's declared space.", "",
         f"Final runs: seeds {list(study.cfg.final.seeds)} on " + ", ".join(f"`{o}`" for o in study.cfg.final.protocol)
         + f"; paired tests against `{baseline}` over folds, Holm-adjusted across entries.", "",
-        f"Wall time in the records: searches {search_seconds / 3600:.2f} h, final and baseline runs "
-        f"{final_seconds / 3600:.2f} h (each run on both cores of its machine).", "",
+        f"Compute in the records (each run's wall time x the torch threads it ran on): searches "
+        f"{search_core / 3600:.1f} core-hours ({search_wall / 3600:.1f} h of runs), final and baseline runs "
+        f"{final_core / 3600:.1f} core-hours ({final_wall / 3600:.1f} h of runs).", "",
+        "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
+        + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
         "## Chosen settings", "",
         *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) for entry, values in chosen.items()], "",
     ]

@@ -50,4 +50,6 @@ def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add_workload("lfw_view2", f"{bench}.lfw_view2", "LFW View 2 from cached features vs a grid search")
     registry.add_workload("study_job", f"{bench}.study_job",
                           "one loss-study job vs a bare script; feature extraction vs training throughput")
+    registry.add_workload("study_workers", f"{bench}.study_workers",
+                          "two study jobs side by side on half the cores each vs one after another")
     registry.add_workload("e2e", f"{bench}.end_to_end", "python -m facebench +method=deepid2: wall time, peak memory")
