@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from conftest import TINY
-from facebench.config import register_resolvers
+from facebench.config import ConfigError, register_resolvers
 from facebench.registry import Registry, RegistryError, get_registry
 from facebench.study.runner import cores
 from facebench.study.spec import Study, merge
@@ -119,3 +119,29 @@ def test_the_final_stage_refuses_an_unfinished_search(tmp_path: Path) -> None:
     from facebench.study.__main__ import main as study_main
 
     assert study_main([f"study.root={tmp_path}", "stage=final", "only=[arcface]"]) == 2
+
+
+def test_a_chosen_value_at_a_bound_of_its_space_is_called_out() -> None:
+    from facebench.study.history import at_the_edge
+
+    space = {"trainer.lr": "tag(log, interval(0.01, 0.5))", "loss.margin": "interval(0.1, 0.6)",
+             "loss.kind": "choice(a, b)"}
+    # 0.43 is 96% of the way up the log interval; 0.3 is mid-way; 0.11 is 2% above 0.1
+    assert at_the_edge({"trainer.lr": 0.43, "loss.margin": 0.3, "loss.kind": "a"}, space) == {
+        "trainer.lr": "upper bound 0.5"}
+    assert at_the_edge({"trainer.lr": 0.1, "loss.margin": 0.11}, space) == {"loss.margin": "lower bound 0.1"}
+    # on a linear reading 0.02 would be at the edge of 0.01-0.5 as well; on the log scale it is 18% in
+    assert at_the_edge({"trainer.lr": 0.02}, space) == {}
+
+
+def test_the_presets_stage_runs_each_method_with_its_own_recipe_at_the_stated_budget() -> None:
+    study = _study()
+    sweeps = study.preset_sweeps()
+    assert [s.entry for s in sweeps] == list(study.cfg.report.presets.methods)
+    assert {"deepid2", "deepid2plus", "arcface", "pixels"} <= {s.entry for s in sweeps}
+    arcface = next(s for s in sweeps if s.entry == "arcface").argv
+    assert arcface[0] == "+method=arcface" and "trainer.steps=200" in arcface and "seed=0,1" in arcface
+    assert "results_root=results/presets" in arcface and "reuse_complete=true" in arcface
+    assert not any(o.startswith("backbone") for o in arcface)  # none of the study's fixed trunk
+    with pytest.raises(ConfigError, match="report.presets needs a root and a list of methods"):
+        _study(["study.report.presets.methods=[]"]).preset_sweeps()

@@ -1,4 +1,4 @@
-"""``python -m facebench.study [study=losses] [stage=all|search|final|report] [only=[a,b]] [workers=N]``:
+"""``python -m facebench.study [study=losses] [stage=all|search|final|presets|report] [only=[a,b]] [workers=N]``:
 run a study's sweeps, each entry's in order and N entries at once (facebench.study.runner), each
 sweep skipping what is already complete.
 
@@ -23,9 +23,9 @@ from facebench.errors import FacebenchError
 from facebench.registry import get_registry
 from facebench.study.history import best, save_plot, trials, write_chosen, write_history
 from facebench.study.runner import SweepRunner
-from facebench.study.spec import Study
+from facebench.study.spec import Study, Sweep
 
-STAGES = ("search", "final", "report", "all")
+STAGES = ("search", "final", "presets", "report", "all")
 
 
 def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
@@ -60,24 +60,31 @@ def run_study(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(f"only={unknown}: not entries of study {study.name} ({', '.join(study.entries)})")
     runner = SweepRunner(int(cfg.workers))
+    dry = bool(cfg.dry_run)
     if stage in ("search", "all"):
-        searches = [[study.search_sweep(e)] for e in entries]
-        if cfg.dry_run:
-            for (sweep,) in searches:
-                print(f"facebench.study: search {sweep.entry}: {' '.join(sweep.command()[1:])}")
-            return
-        runner.run(searches)
-    if stage == "search" or cfg.dry_run:
-        return
-    chosen = chosen_settings(study, entries)
-    if stage in ("final", "all"):
-        runner.run([study.baseline_sweeps(name) for name in study.baselines]
-                   + [study.final_sweeps(e, chosen[e]) for e in entries])
-    if stage in ("report", "all"):
+        _launch(runner, [[study.search_sweep(e)] for e in entries], dry)
+    if stage in ("final", "report", "all") and not dry:
+        chosen = chosen_settings(study, entries)
+        if stage in ("final", "all"):
+            runner.run([study.baseline_sweeps(name) for name in study.baselines]
+                       + [study.final_sweeps(e, chosen[e]) for e in entries])
+    if stage == "presets":
+        _launch(runner, [[sweep] for sweep in study.preset_sweeps()], dry)
+    if stage in ("report", "all") and not dry:
         from facebench.study.publish import write_leaderboard
         from facebench.study.report import write_report
 
         write_leaderboard(study, write_report(study, chosen))
+
+
+def _launch(runner: SweepRunner, chains: list[list[Sweep]], dry_run: bool) -> None:
+    """Run the chains, or with ``dry_run`` print their commands."""
+    if not dry_run:
+        runner.run(chains)
+        return
+    for chain in chains:
+        for sweep in chain:
+            print(f"facebench.study: {sweep.stage} {sweep.entry}: {' '.join(sweep.command()[1:])}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -9,6 +9,7 @@ so numbers agree across sittings). Nothing is read from the sweeper's own files.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,36 @@ def best(table: pd.DataFrame, keys: list[str], objective: str) -> dict[str, Any]
         raise ValueError("no trial has a score")
     row = scored.loc[scored[objective].idxmax()]
     return {key: _plain(row[key]) for key in keys}
+
+
+#: How close to a bound of its interval (as a share of the interval, on the log scale for a
+#: ``tag(log, ...)`` one) a chosen value must lie to be called at the edge of its space.
+EDGE_SHARE = 0.05
+
+
+def at_the_edge(chosen: dict[str, Any], space: dict[str, str]) -> dict[str, str]:
+    """The chosen values that lie at a bound of their searched interval, each with the bound
+    (``{"trainer.lr": "upper bound 0.5"}``): a best value there says the optimum may lie
+    outside what was searched, so the entry may be under-tuned rather than worse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    parser = OverridesParser.create()
+    found = {}
+    for key, expression in space.items():
+        sweep = parser.parse_override(f"{key}={expression}").value()
+        value = chosen.get(key)
+        if not isinstance(sweep, IntervalSweep) or not isinstance(value, (int, float)):
+            continue
+        lo, hi, v = float(sweep.start), float(sweep.end), float(value)
+        if "log" in sweep.tags:
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        share = (v - lo) / (hi - lo)
+        if share <= EDGE_SHARE:
+            found[key] = f"lower bound {sweep.start:g}"
+        elif share >= 1 - EDGE_SHARE:
+            found[key] = f"upper bound {sweep.end:g}"
+    return found
 
 
 def _plain(value: Any) -> Any:

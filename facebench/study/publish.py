@@ -35,14 +35,16 @@ def _budget(run: Run) -> str:
     return "no training" if not steps else f"{steps} x {batch}"
 
 
-def presets_section(root: Path, baseline: Optional[str], page_dir: Path) -> list[str]:
+def presets_section(root: Path, baseline: Optional[str], page_dir: Path, made_by: str = "") -> list[str]:
     """The reproduction presets' table from the records under ``root``, converged entries ranked,
-    the others listed apart."""
+    the others listed apart; ``made_by``: the command and settings that ran them."""
     lines = ["## Reproduction presets", "",
              "Each method with its own network, input and recipe as its preset gives them (`+method=<name>`), "
              f"records under `{root.as_posix()}`: a check that the presets run and learn, not a fair comparison "
-             "(budgets, nets and embeddings differ; the study above is the comparison). The budget column is "
+             "(nets, inputs and embeddings differ; the study above is the comparison). The budget column is "
              "steps x images per step.", ""]
+    if made_by:
+        lines += [made_by, ""]
     runs, skipped = collect(root) if root.is_dir() else ([], [])
     if not runs:
         return lines + ["No complete records yet.", ""]
@@ -84,7 +86,11 @@ def write_leaderboard(study: Study, report_markdown: str) -> Optional[str]:
         relinked(report_markdown, prefix).rstrip(), "",
     ]
     if presets.get("root"):
-        lines += presets_section(Path(str(presets.root)), presets.get("baseline"), page.parent)
+        made_by = ""
+        if presets.get("methods"):
+            made_by = (f"Run by `python -m facebench.study study={study.name} stage=presets`: "
+                       + ", ".join(f"`{o}`" for o in presets.get("overrides") or []) + ".")
+        lines += presets_section(Path(str(presets.root)), presets.get("baseline"), page.parent, made_by)
     text = "\n".join(lines).rstrip() + "\n"
     write_text(page, text)
     return text

@@ -13,6 +13,7 @@ import pandas as pd
 
 from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
+from facebench.study.history import at_the_edge
 from facebench.results import read_record, write_text
 from facebench.study.spec import Study
 
@@ -38,6 +39,14 @@ def _cost(root: Path) -> tuple[float, float, set[str]]:
             core += seconds * int(threads)
             commits.add(str(environment.get("git_commit")))
     return wall, core, commits
+
+
+def _edges(study: Study, entry: str, values: dict[str, Any]) -> str:
+    edges = at_the_edge(values, study.spaces[entry])
+    if not edges:
+        return ""
+    return (" (at the edge of the searched space: " + ", ".join(f"`{k}` at its {b}" for k, b in edges.items())
+            + "; the optimum may lie outside it)")
 
 
 def curves(runs: list[Run]) -> pd.DataFrame:
@@ -94,7 +103,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
         + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
         "## Chosen settings", "",
-        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) for entry, values in chosen.items()], "",
+        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _edges(study, entry, values)
+          for entry, values in chosen.items()], "",
     ]
     for verifier, overrides in study.verifiers.items():
         name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]

@@ -126,6 +126,25 @@ class Study:
             for verifier, overrides in self.verifiers.items()
         ]
 
+    def preset_sweeps(self) -> list[Sweep]:
+        """The reproduction presets (``report.presets``): each method with its own net and recipe
+        (``+method=<name>``), at the one budget ``report.presets.overrides`` states, one sweep per
+        method under ``report.presets.root``. Nothing of the study's fixed settings applies."""
+        presets = self.cfg.report.get("presets") or {}
+        methods = _overrides(presets.get("methods"), "report.presets.methods")
+        if not methods or not presets.get("root"):
+            raise ConfigError(f"study {self.name}: report.presets needs a root and a list of methods to run")
+        root = Path(str(presets.root))
+        data = [f"data.root={self.cfg.data_root}"] if self.cfg.get("data_root") else []
+        overrides = _overrides(presets.get("overrides"), "report.presets.overrides")
+        return [
+            Sweep("presets", method, "its own", root, [
+                f"+method={method}", *overrides, *data, "reuse_complete=true", f"results_root={root}",
+                f"hydra/launcher={self.cfg.launcher}",
+            ])
+            for method in methods
+        ]
+
     def baseline_sweeps(self, name: str) -> list[Sweep]:
         """A no-training floor on the final protocol, scored by every verifier (one seed: it
         has nothing random)."""
