@@ -62,7 +62,8 @@ class Study:
         self.cfg = cfg
         self.name = str(cfg.name)
         self.root = Path(str(cfg.root))
-        self.fixed = _overrides(cfg.fixed, "fixed") + ([f"data.root={cfg.data_root}"] if cfg.get("data_root") else [])
+        self.data = [f"data.root={cfg.data_root}"] if cfg.get("data_root") else []
+        self.fixed = _overrides(cfg.fixed, "fixed") + self.data
         self.entries = {str(k): _overrides(v, f"entries.{k}") for k, v in cfg.entries.items()}
         self.baselines = {str(k): _overrides(v, f"baselines.{k}") for k, v in (cfg.baselines or {}).items()}
         self.verifiers = {str(k): _overrides(v, f"verifiers.{k}") for k, v in cfg.verifiers.items()}
@@ -81,9 +82,12 @@ class Study:
         loss = registry.get("loss", self._loss(entry))
         return {"trainer.lr": str(self.cfg.lr), **{f"loss.{k}": v for k, v in loss.search_space.items()}}
 
+    def _placement(self, root: Path) -> list[str]:
+        """Where a sweep's records go and how its jobs run: complete runs skipped."""
+        return ["reuse_complete=true", f"results_root={root}", f"hydra/launcher={self.cfg.launcher}"]
+
     def _common(self, entry: str, overrides: list[str], root: Path) -> list[str]:
-        return [*merge(self.fixed, overrides), f"label={entry}", "reuse_complete=true", f"results_root={root}",
-                f"hydra/launcher={self.cfg.launcher}"]
+        return [*merge(self.fixed, overrides), f"label={entry}", *self._placement(root)]
 
     def search_root(self, entry: str) -> Path:
         return self.root / "search" / entry
@@ -135,12 +139,10 @@ class Study:
         if not methods or not presets.get("root"):
             raise ConfigError(f"study {self.name}: report.presets needs a root and a list of methods to run")
         root = Path(str(presets.root))
-        data = [f"data.root={self.cfg.data_root}"] if self.cfg.get("data_root") else []
         overrides = _overrides(presets.get("overrides"), "report.presets.overrides")
         return [
             Sweep("presets", method, "its own", root, [
-                f"+method={method}", *overrides, *data, "reuse_complete=true", f"results_root={root}",
-                f"hydra/launcher={self.cfg.launcher}",
+                f"+method={method}", *overrides, *self.data, *self._placement(root),
             ])
             for method in methods
         ]
