@@ -13,8 +13,8 @@ import pandas as pd
 
 from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
-from facebench.study.history import at_the_edge
 from facebench.results import read_record, write_text
+from facebench.study.history import at_the_edge
 from facebench.study.spec import Study
 
 
