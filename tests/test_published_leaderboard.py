@@ -4,6 +4,7 @@ records (the study's and the reproduction presets') into a scratch folder, run t
 committed page and the study's committed REPORT.md."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -38,7 +39,9 @@ def test_the_committed_leaderboard_is_what_its_command_makes_from_the_committed_
     argv = command.group(1).split()[3:]
     assert _copy_records(REPO / "results" / "studies", tmp_path / "results" / "studies") > 0
     _copy_records(REPO / "results" / "presets", tmp_path / "results" / "presets")
-    made = subprocess.run([sys.executable, "-m", "facebench.study", *argv], cwd=tmp_path,
+    # the page states the study's default data root; a local $FACEBENCH_LFW must not move it
+    env = {k: v for k, v in os.environ.items() if k != "FACEBENCH_LFW"}
+    made = subprocess.run([sys.executable, "-m", "facebench.study", *argv], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr[-3000:]
     assert (tmp_path / "results" / "LEADERBOARD.md").read_text() == page
