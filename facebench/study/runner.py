@@ -27,7 +27,7 @@ from facebench.errors import FacebenchError
 from facebench.study.spec import Sweep
 
 #: The variables that set a process's compute threads (torch, OpenMP, the BLAS libraries).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def cores() -> int:
@@ -43,7 +43,7 @@ def sweep_environment(workers: int, base: Optional[dict[str, str]] = None) -> di
     env = dict(os.environ if base is None else base)
     if workers > 1:
         share = str(max(1, cores() // workers))
-        env.update({name: share for name in THREAD_VARIABLES})
+        env.update({name: share for name in THREAD_COUNT_VARIABLES})
     return env
 
 

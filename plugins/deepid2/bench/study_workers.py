@@ -18,7 +18,7 @@ import sys
 from facebench.bench.report import Row, Target, skipped, time_ratio
 from facebench.bench.runner import BenchContext
 from facebench.bench.timing import measure, watch_load
-from facebench.study.runner import THREAD_VARIABLES, cores, sweep_environment
+from facebench.study.runner import THREAD_COUNT_VARIABLES, cores, sweep_environment
 from facebench_plugins.deepid2.bench.end_to_end import last_error
 
 CASE = "two study jobs side by side (workers=2) vs one after another"
@@ -30,7 +30,7 @@ def _environment(workers: int) -> dict[str, str]:
     explicitly (the bench's own ``--threads`` must not shrink the baseline)."""
     if workers > 1:
         return sweep_environment(workers)
-    return {**sweep_environment(1), **{name: str(cores()) for name in THREAD_VARIABLES}}
+    return {**sweep_environment(1), **{name: str(cores()) for name in THREAD_COUNT_VARIABLES}}
 
 
 def _start(steps: int, seed: int, workers: int) -> subprocess.Popen[str]:
