@@ -31,7 +31,7 @@ log = logging.getLogger("facebench")
 def task(cfg: DictConfig) -> dict:
     """One run. In a multirun a failed job returns its failed record instead of raising, so
     the other jobs go on and ``facebench.sweeps.SweepSummary`` can report it; an interrupted
-    one still stops the sweep."""
+    one ends the whole sweep with 128 + signal, starting no further job."""
     from facebench import sweeps
     from facebench.run import execute
 
@@ -48,9 +48,12 @@ def task(cfg: DictConfig) -> dict:
                 log.setLevel(logging.WARNING)  # rank 0 speaks for the run
             record = execute(cfg, run_dir=run_dir)
     except TrainingInterrupted as exc:
-        if hc.mode == RunMode.MULTIRUN:
-            raise
+        # Exit rather than raise: Hydra's launchers store a job's exception and start the next
+        # job, so a sweep stopped by its scheduler or by the study runner would train on.
         print(f"facebench: interrupted: {exc}", file=sys.stderr)
+        if multirun:
+            print(f"facebench: the sweep stops with {run_label(cfg)}; the same command with trainer.resume=true "
+                  "and reuse_complete=true continues it", file=sys.stderr)
         sys.exit(128 + (exc.signum or signal.SIGINT))
     except FacebenchError as exc:
         if multirun:

@@ -203,3 +203,27 @@ def test_cli_sigint_exits_cleanly_and_resume_equals_the_uninterrupted_run(tmp_pa
     written = [json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for r in (resumed, reference)]
     assert written[0]["units"][0]["final_train_metrics"] == written[1]["units"][0]["final_train_metrics"]
     assert written[0]["metrics"] == written[1]["metrics"]
+
+
+def test_sigterm_in_a_sweep_ends_the_sweep_and_starts_no_further_job(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM to ``python -m facebench -m`` checkpoints the running job and ends
+    the sweep there with 143: Hydra's launcher would otherwise start the next seed's job."""
+    root = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facebench", "-m", "+method=deepid", *RUN, f"results_root={root}", "seed=0,1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint,
+    )
+    deadline = time.monotonic() + 240
+    while not list(root.glob("checkpoints/*/model.pt")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint after 240 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in out + err
+    assert "SIGTERM received" in err and "the sweep stops with" in err
+    (job_dir,) = [p for p in root.glob("multirun/*/*") if p.is_dir()]
+    assert job_dir.name.startswith("0-") and json.loads((job_dir / "metrics.json").read_text())["status"] == "failed"
+    assert len(list(root.glob("checkpoints/*"))) == 1  # the second seed never started
