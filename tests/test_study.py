@@ -100,6 +100,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     assert all(r["timings"]["earlier_sittings_seconds"] == 0 for r in rescored)
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Verifier `cosine`" in report and "| pixels |" in report and "baseline" in report
+    assert "### `cosine`: against the floor `pixels`" in report and "| softmax | " in report.split("against the floor")[1]
     for plot in ("forest-cosine.png", "learning-curves.png", "search/history.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "published" / "LEADERBOARD.md").read_text()

@@ -1,6 +1,7 @@
 """A study's report, made from its records alone: ``<root>/REPORT.md`` with one leaderboard per
 verifier (mean and 95% CI over seeds, paired tests over folds against the study's baseline
-entry, Holm-adjusted across entries), what was fixed, the budget, the trials per entry, the
+entry, Holm-adjusted across entries; each entry against the floor's bars and every pair of
+entries tested, facebench.study.findings), what was fixed, the budget, the trials per entry, the
 CPU time every record says it took, and the plots (forest per verifier, learning curves, the
 searches' histories). Re-running it on the same records gives the same files.
 """
@@ -14,6 +15,7 @@ import pandas as pd
 from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
+from facebench.study.findings import floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge
 from facebench.study.spec import Study
 
@@ -119,6 +121,13 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         lines += [f"## Verifier `{verifier}`", "", *markdown_table(display_table(table)), ""]
         if has_plot:
             lines += [f"![{verifier}: means and 95% CIs]({plot})", ""]
+        floor = study.cfg.report.get("floor")
+        against = floor_lines(table, str(floor), (study.cfg.report.get("bars") or {}).get(verifier) or {}) if floor else []
+        if against:
+            lines += [f"### `{verifier}`: against the floor `{floor}`", "", *against]
+        told = pairwise_lines([r for r in mine if r.method in study.entries])
+        if told:
+            lines += [f"### `{verifier}`: which entries are told apart", "", *told]
     curve_table = curves([r for r in runs if r.method in study.entries])
     if save_curves_plot(study.root / "learning-curves.png", curve_table):
         lines += ["## Learning curves", "", "![learning curves](learning-curves.png)", ""]

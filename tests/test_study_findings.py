@@ -1,0 +1,59 @@
+"""The study's findings from records: every pair of entries tested over common folds with
+Holm's adjustment, and every entry held to the bars against the no-training floor."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from facebench.leaderboard import Run, holm, leaderboard
+from facebench.study.findings import floor_lines, pairwise, pairwise_lines
+
+FOLDS = [f"fold{i}" for i in range(1, 11)]
+
+
+def _run(method: str, seed: int, values: np.ndarray) -> Run:
+    return Run(path=Path(f"{method}-{seed}"), method=method, settings="s", components={}, protocol="lfw_view2",
+               regime="unrestricted_no_outside", units=tuple(FOLDS), units_total=10, seed=seed,
+               metric="mean_accuracy", value=float(values.mean()), unit_values=dict(zip(FOLDS, map(float, values))),
+               partial=False, roc=None)
+
+
+def _study() -> list[Run]:
+    rng = np.random.default_rng(0)
+    base = 0.80 + rng.normal(0, 0.01, 10)
+    runs = []
+    for seed in range(3):
+        noise = rng.normal(0, 0.01, (3, 10))
+        runs += [_run("best", seed, base + 0.03 + noise[0]), _run("close", seed, base + 0.029 + noise[1]),
+                 _run("low", seed, base - 0.05 + noise[2])]
+    return runs
+
+
+def test_every_pair_is_tested_on_seed_averaged_folds_with_holm_over_all_pairs() -> None:
+    runs = _study()
+    pairs = pairwise(runs).set_index(["a", "b"])
+    assert len(pairs) == 3 and (pairs["delta"] > 0).all()  # the higher mean is always `a`
+    means = {m: pd.DataFrame([r.unit_values for r in runs if r.method == m]).mean() for m in ("best", "low")}
+    expected = stats.ttest_rel(means["best"], means["low"]).pvalue
+    assert pairs.loc[("best", "low"), "t_pvalue"] == expected
+    assert np.allclose(pairs["holm"], holm(pairs["t_pvalue"].to_numpy()))
+    text = "\n".join(pairwise_lines(runs))
+    assert "Not told apart from the best entry (`best`" in text and "`close`" in text.split("Below it")[0]
+    assert "`low`" in text.split("Below it")[1] and "over the 3 pairs" in text
+
+
+def test_an_entry_below_a_bar_is_named_as_a_bug_to_look_for() -> None:
+    rng = np.random.default_rng(1)
+    runs = [_run(m, s, v + rng.normal(0, 0.003, 10)) for s in range(3)
+            for m, v in (("pixels", np.full(10, 0.65)), ("good", np.full(10, 0.80)), ("weak", np.full(10, 0.70)))]
+    table = leaderboard(runs)
+    text = "\n".join(floor_lines(table, "pixels", {"min_accuracy": 0.75, "min_margin": 0.08}))
+    good = next(line for line in text.splitlines() if line.startswith("| good"))
+    weak = next(line for line in text.splitlines() if line.startswith("| weak"))
+    assert good.endswith("| met |") and "| +14.9" in good
+    assert "missed: below 75%; less than 8 points above `pixels`" in weak and "a bug to look for" in weak
+    assert floor_lines(table[table["method"] != "pixels"], "pixels", {}) == []
+    assert floor_lines(table[table["method"] == "pixels"], "pixels", {}) == []
