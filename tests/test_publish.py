@@ -40,3 +40,12 @@ def test_presets_that_had_not_converged_are_listed_apart_not_ranked(tmp_path: Pa
 
 def test_no_preset_records_says_so(tmp_path: Path) -> None:
     assert "No complete records yet." in presets_section(tmp_path / "none", "deepid2", tmp_path)
+
+
+def test_the_report_page_renders_tables_and_plots_and_shows_markup_from_records_as_text() -> None:
+    from facebench.study.report import as_html
+
+    page = as_html("# Study\n\n| method | flags |\n|---|---|\n| <script>alert(1)</script> | ok |\n\n"
+                   "![learning curves](learning-curves.png)\n", "facebench study <x>")
+    assert "<table>" in page and '<img src="learning-curves.png" alt="learning curves"' in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<title>facebench study &lt;x&gt;</title>" in page

@@ -1,7 +1,7 @@
 """The published leaderboard is what its command makes from the committed records: copy the
 records (the study's and the reproduction presets') into a scratch folder, run the command
 ``results/LEADERBOARD.md`` names there, and compare the markdown byte for byte with the
-committed page and the study's committed REPORT.md."""
+committed page and the study's committed REPORT.md and REPORT.html."""
 from __future__ import annotations
 
 import os
@@ -45,5 +45,6 @@ def test_the_committed_leaderboard_is_what_its_command_makes_from_the_committed_
                           capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr[-3000:]
     assert (tmp_path / "results" / "LEADERBOARD.md").read_text() == page
-    study = Path("results") / "studies" / "losses" / "REPORT.md"
-    assert (tmp_path / study).read_text() == (REPO / study).read_text()
+    for report in ("REPORT.md", "REPORT.html"):
+        study = Path("results") / "studies" / "losses" / report
+        assert (tmp_path / study).read_text() == (REPO / study).read_text()

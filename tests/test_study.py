@@ -103,6 +103,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     assert "### `cosine`: against the floor `pixels`" in report and "| softmax | " in report.split("against the floor")[1]
     for plot in ("forest-cosine.png", "learning-curves.png", "search/history.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+        assert f'<img src="{plot}"' in (tmp_path / "REPORT.html").read_text()
     page = (tmp_path / "published" / "LEADERBOARD.md").read_text()
     assert "core-hours" in report and "Final and baseline runs made at commit `" in report
     assert "stage=report" in page and "### Verifier `cosine`" in page and "## Reproduction presets" in page

@@ -1,4 +1,4 @@
-"""A study's report, made from its records alone: ``<root>/REPORT.md`` with one leaderboard per
+"""A study's report, made from its records alone: ``<root>/REPORT.md`` (and REPORT.html) with one leaderboard per
 verifier (mean and 95% CI over seeds, paired tests over folds against the study's baseline
 entry, Holm-adjusted across entries; each entry against the floor's bars and every pair of
 entries tested, facebench.study.findings), what was fixed, the budget, the trials per entry, the
@@ -7,6 +7,7 @@ searches' histories). Re-running it on the same records gives the same files.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -137,4 +138,20 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         lines += [f"## Skipped records ({len(skipped)})", "", *[f"- `{s.path}`: {s.reason}" for s in skipped], ""]
     text = "\n".join(lines)
     write_text(study.root / "REPORT.md", text)
+    write_text(study.root / "REPORT.html", as_html(text, f"facebench study {study.name}"))
     return text
+
+
+def as_html(markdown: str, title: str) -> str:
+    """The report as a page a browser shows with its plots: tables and images rendered, any raw
+    HTML in it shown as text (cells come from records and configs)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}img{{max-width:100%}}</style></head>
+<body>
+{body}</body></html>
+"""
