@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from facebench.convergence import mean_curve, still_improving
 from facebench.plots import pyplot, save_figure, tex_safe
 from facebench.results import RECORD_FILE, RecordError, read_record, write_text
 
@@ -88,6 +89,8 @@ class Run:
     roc: Optional[tuple[np.ndarray, np.ndarray]]
     machine: str = "unknown machine"
     flags: tuple[str, ...] = ()
+    #: Each unit's learning curve (facebench.learning_curve), where the run measured one.
+    curves: tuple[list[dict[str, float]], ...] = ()
 
 
 @dataclass
@@ -152,6 +155,7 @@ def load_run(path: Path) -> Run:
         roc=curve,
         machine=_machine(rec),
         flags=record_flags(rec),
+        curves=tuple(_curves(rec)),
     )
 
 
@@ -166,12 +170,16 @@ def record_flags(rec: dict[str, Any]) -> tuple[str, ...]:
     audit = rec.get("identity_audit_status")
     if audit in ("not checkable", "partly checked"):
         flags.append(f"identity audit {audit}")
-    if any(isinstance(u, dict) and u.get("still_improving") for u in rec.get("units", [])):
+    if still_improving(mean_curve(_curves(rec))):
         flags.append(NOT_CONVERGED)
     bench = rec.get("benchmark") if isinstance(rec.get("benchmark"), dict) else {}
     if bench.get("protocol_files_official") is False:
         flags.append("unofficial protocol files")
     return tuple(flags)
+
+
+def _curves(rec: dict[str, Any]) -> list[list[dict[str, float]]]:
+    return [u["learning_curve"] for u in rec.get("units", []) if isinstance(u, dict) and u.get("learning_curve")]
 
 
 def _machine(rec: dict[str, Any]) -> str:
@@ -283,7 +291,7 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
                 "mean": float(values.mean()),
                 "ci_low": low,
                 "ci_high": high,
-                "flags": ", ".join(sorted({f for r in members for f in r.flags})),
+                "flags": ", ".join(sorted(_group_flags(members))),
             }
         )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -304,6 +312,15 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
     table = table.sort_values(["protocol", "regime", "n_units", "mean"], ascending=[True, True, False, False])
     table["units"] = table["units"].map(" ".join)
     return table.reset_index(drop=True)
+
+
+def _group_flags(members: list[Run]) -> set[str]:
+    """The members' flags, except that convergence is judged on the group's curve averaged over
+    every member's units (facebench.convergence: one fold's curve is too noisy to judge alone)."""
+    flags = {f for r in members for f in r.flags if f != NOT_CONVERGED}
+    if still_improving(mean_curve([c for r in members for c in r.curves])):
+        flags.add(NOT_CONVERGED)
+    return flags
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:

@@ -4,8 +4,7 @@ A fair comparison gives every entry one budget, and a budget is only fair if eac
 converged within it. So at 25, 50, 75 and 100% of the steps the network's features of training
 people it never trains on (``evaluation.curve_holdout``) are scored on fixed pairs among them:
 cosine similarity, accuracy at the best threshold on those pairs, and AUC. The test fold is never
-touched. An entry whose validation accuracy still rose by more than ``STILL_IMPROVING`` in its last
-quarter is flagged: its number would move with a longer budget.
+touched. Whether an entry's curve says it had converged is facebench.convergence's question.
 """
 from __future__ import annotations
 
@@ -21,9 +20,6 @@ from facebench.features import extract_features
 from facebench.splits import draw_pairs
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-#: Gain in validation accuracy over the last quarter of the budget that marks an entry as not converged.
-STILL_IMPROVING = 0.01
-
 
 def best_threshold_accuracy(scores: np.ndarray, same: np.ndarray) -> float:
     """The highest pair accuracy any threshold reaches on ``scores`` (higher = same person)."""
@@ -75,11 +71,3 @@ class LearningCurve:
             {"step": int(step), "fraction": float(fraction), "val_accuracy": float(acc), "val_auc": float(auc)}
             for step, fraction, acc, auc in state["points"].tolist()
         ]
-
-
-def still_improving(curve: list[dict[str, float]]) -> bool:
-    """Whether validation accuracy rose by more than ``STILL_IMPROVING`` over the last quarter."""
-    by_fraction = {p["fraction"]: p["val_accuracy"] for p in curve}
-    if 0.75 not in by_fraction or 1.0 not in by_fraction:
-        return False
-    return by_fraction[1.0] - by_fraction[0.75] > STILL_IMPROVING

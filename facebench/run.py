@@ -29,7 +29,8 @@ from facebench.config import (
 )
 from facebench.features import extract_features
 from facebench.labels import run_label
-from facebench.learning_curve import LearningCurve, still_improving
+from facebench.convergence import still_improving
+from facebench.learning_curve import LearningCurve
 from facebench.registry import RUN_KINDS, Registry, get_registry, plugin_distributions
 from facebench.splits import hold_out_people
 from facebench.results import (

@@ -146,3 +146,26 @@ def test_the_page_shows_a_forest_plot(root: Path) -> None:
     assert lb.main(["--root", str(root), "--baseline", "A"]) == 0
     out = root / "leaderboard"
     assert (out / "forest.png").stat().st_size > 0 and 'src="forest.png"' in (out / "index.html").read_text()
+
+
+def test_convergence_is_judged_on_the_entrys_curve_averaged_over_its_folds_and_seeds(tmp_path: Path) -> None:
+    """One fold's curve on 500 pairs moves by a point or two by chance: a fold that rose 2
+    points in the last quarter while the others stayed flat does not flag the entry."""
+    def curve(last: float) -> list[dict]:
+        return [{"fraction": f, "val_accuracy": a} for f, a in ((0.25, 0.7), (0.5, 0.78), (0.75, 0.8), (1.0, last))]
+
+    for method, lasts in (("flat", (0.82, 0.8, 0.795)), ("rising", (0.82, 0.815, 0.81))):
+        for seed, last in enumerate(lasts):
+            rec = record(method, seed, accuracies("A", seed))
+            rec["units"][0]["learning_curve"] = curve(last)
+            for unit in rec["units"][1:]:
+                unit["learning_curve"] = curve(last)
+            run = tmp_path / f"{method}-s{seed}"
+            run.mkdir()
+            write_record(run, rec)
+    runs, _ = lb.collect(tmp_path)
+    first = next(r for r in runs if r.method == "flat" and r.seed == 0)
+    assert lb.NOT_CONVERGED in first.flags  # that run alone rose 2 points
+    flags = dict(zip(lb.leaderboard(runs)["method"], lb.leaderboard(runs)["flags"]))
+    assert lb.NOT_CONVERGED not in flags["flat"]  # the entry's mean rose 0.5 points
+    assert lb.NOT_CONVERGED in flags["rising"]  # 1.5 points on average

@@ -27,7 +27,9 @@ def test_presets_that_had_not_converged_are_listed_apart_not_ranked(tmp_path: Pa
             acc = np.linspace(0.8, 0.9, 10) + 0.01 * seed + (0.05 + 0.002 * np.arange(10) ** 1.3 if method == "B" else 0.0)
             rec = record(method, seed, acc)
             rec["components"]["trainer"] = {"steps": steps, "batch_size": 64}
-            rec["units"][0]["still_improving"] = improving
+            rise = 0.03 if improving else 0.0
+            rec["units"][0]["learning_curve"] = [{"fraction": f, "val_accuracy": a} for f, a in
+                                                 ((0.25, 0.7), (0.5, 0.75), (0.75, 0.8), (1.0, 0.8 + rise))]
             run = root / f"{method}-s{seed}"
             run.mkdir(parents=True)
             write_record(run, rec)

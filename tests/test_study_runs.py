@@ -52,7 +52,8 @@ def test_interval_sweeps_pass_the_code_target_check() -> None:
 
 
 def test_a_learning_curve_is_measured_on_held_out_training_people(tmp_path: Path) -> None:
-    from facebench.learning_curve import best_threshold_accuracy, still_improving
+    from facebench.convergence import still_improving
+    from facebench.learning_curve import best_threshold_accuracy
     from facebench.leaderboard import record_flags
     import numpy as np
 
