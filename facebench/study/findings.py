@@ -79,7 +79,8 @@ def pairwise_lines(runs: list[Run]) -> list[str]:
     folds = int(pairs["folds"].max())
     lines = [
         f"Every pair of entries, paired over the {folds} folds both were scored on (per-fold accuracy averaged "
-        f"over seeds), t-test with Holm's adjustment over the {len(pairs)} pairs; `*`: Holm p < {ALPHA}.", "",
+        f"over seeds), t-test with Holm's adjustment over the {len(pairs)} pair{'s' * (len(pairs) != 1)}; "
+        f"`*`: Holm p < {ALPHA}.", "",
         *markdown_table(matrix.reset_index()), "",
         f"- Not told apart from the best entry (`{best}`, {means[best].mean():.2%}): "
         + (", ".join(f"`{m}` ({means[m].mean():.2%})" for m in tied) if tied else "none") + ".",
