@@ -55,5 +55,9 @@ def test_an_entry_below_a_bar_is_named_as_a_bug_to_look_for() -> None:
     weak = next(line for line in text.splitlines() if line.startswith("| weak"))
     assert good.endswith("| met |") and "| +14.9" in good
     assert "missed: below 75%; less than 8 points above `pixels`" in weak and "a bug to look for" in weak
+    under_jb = "\n".join(floor_lines(table, "pixels", {"min_margin": 0.0}))
+    assert "Bars every entry must clear here: above `pixels`" in under_jb
+    assert next(line for line in under_jb.splitlines() if line.startswith("| weak")).endswith("| met |")
+    assert "| pixels | 6" in (below := "\n".join(floor_lines(table, "weak", {"min_margin": 0.0}))) and "missed: not above `weak`" in below
     assert floor_lines(table[table["method"] != "pixels"], "pixels", {}) == []
     assert floor_lines(table[table["method"] == "pixels"], "pixels", {}) == []

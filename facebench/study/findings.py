@@ -92,8 +92,8 @@ def pairwise_lines(runs: list[Run]) -> list[str]:
 
 def floor_lines(table: pd.DataFrame, floor: str, bars: Mapping[str, Any]) -> list[str]:
     """Each entry's mean against the floor's under one verifier, and which of ``bars``
-    (``min_accuracy``, ``min_margin`` over the floor) it misses; nothing while either side has
-    no record."""
+    (``min_accuracy``; ``min_margin`` over the floor, and above it in any case) it misses;
+    nothing while either side has no record."""
     floor_rows = table[table["method"] == floor]
     if floor_rows.empty or (table["method"] == floor).all():
         return []
@@ -106,14 +106,16 @@ def floor_lines(table: pd.DataFrame, floor: str, bars: Mapping[str, Any]) -> lis
         missed = []
         if min_accuracy is not None and row.mean < float(min_accuracy):
             missed.append(f"below {float(min_accuracy):.0%}")
-        if min_margin is not None and margin < float(min_margin):
-            missed.append(f"less than {float(min_margin) * 100:.0f} points above `{floor}`")
+        if min_margin is not None and (margin < float(min_margin) or margin <= 0):
+            missed.append(f"less than {float(min_margin) * 100:.0f} points above `{floor}`" if float(min_margin) > 0
+                          else f"not above `{floor}`")
         rows.append({"entry": row.method, "mean": f"{row.mean:.2%}", f"minus {floor}": f"{margin * 100:+.2f} points",
                      "bars": "missed: " + "; ".join(missed) + " (a bug to look for, not a result)" if missed else "met"})
     wanted = []
     if min_accuracy is not None:
         wanted.append(f"at least {float(min_accuracy):.0%}")
     if min_margin is not None:
-        wanted.append(f"at least {float(min_margin) * 100:.0f} points above `{floor}` ({floor_mean:.2%})")
+        wanted.append((f"at least {float(min_margin) * 100:.0f} points above" if float(min_margin) > 0 else "above")
+                      + f" `{floor}` ({floor_mean:.2%})")
     return [f"Bars every entry must clear here: {' and '.join(wanted)}.", "",
             *markdown_table(pd.DataFrame(rows)), ""]
