@@ -56,8 +56,8 @@ def curves(runs: list[Run]) -> pd.DataFrame:
     """Mean validation accuracy at each budget fraction, per entry, over its runs' units."""
     rows = []
     for run in runs:
-        for unit in read_record(run.path).get("units", []):
-            for point in unit.get("learning_curve") or []:
+        for curve in run.curves:
+            for point in curve:
                 rows.append({"entry": run.method, "fraction": point["fraction"], "val_accuracy": point["val_accuracy"]})
     frame = pd.DataFrame(rows, columns=["entry", "fraction", "val_accuracy"])
     return frame.groupby(["entry", "fraction"], as_index=False)["val_accuracy"].mean()
