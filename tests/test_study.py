@@ -147,3 +147,21 @@ def test_the_presets_stage_runs_each_method_with_its_own_recipe_at_the_stated_bu
     assert not any(o.startswith("backbone") for o in arcface)  # none of the study's fixed trunk
     with pytest.raises(ConfigError, match="report.presets needs a root and a list of methods"):
         _study(["study.report.presets.methods=[]"]).preset_sweeps()
+
+
+def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tmp_path: Path) -> None:
+    """``only=[...]`` must not shrink the study's published chosen.json (the committed searches)."""
+    import shutil
+
+    from facebench.study.__main__ import chosen_settings
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "studies" / "losses" / "search"
+    for path in committed.rglob("*"):
+        if path.is_file() and path.name in ("metrics.json", "config.yaml", "optimization_results.yaml"):
+            target = tmp_path / "search" / path.relative_to(committed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    study = _study([f"study.root={tmp_path}"])
+    assert list(chosen_settings(study, ["softmax"])) == ["softmax"]
+    written = json.loads((tmp_path / "search" / "chosen.json").read_text())
+    assert written == json.loads((committed / "chosen.json").read_text()) and len(written) == 8

@@ -29,14 +29,19 @@ STAGES = ("search", "final", "presets", "report", "all")
 
 
 def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
-    """Each entry's best trial, from its search records; refuses an incomplete search."""
+    """Each of ``entries``' best trial, from its search records; refuses an incomplete search.
+
+    chosen.json and the histories' plot cover every entry whose search is complete, whichever
+    entries were asked for: a run with ``only=[...]`` must not shrink the study's published files."""
     objective = str(study.cfg.search.objective)
     wanted = int(study.cfg.search.trials)
     chosen, histories = {}, {}
-    for entry in entries:
+    for entry in study.entries:
         keys = list(study.spaces[entry])
         table = trials(study.search_root(entry), keys, objective)
         if len(table) < wanted:
+            if entry not in entries:
+                continue
             raise FacebenchError(
                 f"study {study.name}: the search of {entry} has {len(table)} of {wanted} complete trials under "
                 f"{study.search_root(entry)}; run stage=search first (it continues where it stopped)"
@@ -47,7 +52,7 @@ def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any
     if histories:
         save_plot(study.root / "search" / "history.png", histories, objective)
         write_chosen(study.root / "search" / "chosen.json", chosen)
-    return chosen
+    return {entry: chosen[entry] for entry in entries}
 
 
 def run_study(cfg: DictConfig) -> None:
