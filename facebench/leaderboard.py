@@ -247,7 +247,9 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean() - half), float(values.mean() + half)
 
 
-def _paired(group: pd.Series, base: pd.Series) -> dict[str, Any]:
+def paired_test(group: pd.Series, base: pd.Series) -> dict[str, Any]:
+    """Mean difference and paired t-test (Wilcoxon too from ``MIN_WILCOXON_UNITS`` units) of two
+    per-unit series; a ``test_note`` instead where no test can be made."""
     diff = group - base
     out: dict[str, Any] = {"delta": float(diff.mean())}
     if len(diff) < 2:
@@ -306,7 +308,7 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
                 reason = "no baseline run on these units" if not bases else f"{len(bases)} baseline settings on these units"
                 tests.append({"test_note": reason})
             else:
-                tests.append(_paired(unit_means[key], unit_means[bases[0]]))
+                tests.append(paired_test(unit_means[key], unit_means[bases[0]]))
         table = pd.concat([table, pd.DataFrame(tests, index=table.index)], axis=1)
         table["t_pvalue_holm"] = _holm_by_family(table)
     table = table.sort_values(["protocol", "regime", "n_units", "mean"], ascending=[True, True, False, False])

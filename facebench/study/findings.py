@@ -15,9 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from facebench.leaderboard import Run, holm, markdown_table
+from facebench.leaderboard import Run, holm, markdown_table, paired_test
 
 #: Holm-adjusted p-values at or above this say "not told apart".
 ALPHA = 0.05
@@ -41,11 +40,9 @@ def pairwise(runs: list[Run]) -> pd.DataFrame:
         a, b = means[first][common], means[second][common]
         if a.mean() < b.mean():
             first, second, a, b = second, first, b, a
-        row: dict[str, Any] = {"a": first, "b": second, "folds": len(common), "delta": float((a - b).mean()),
-                               "t_pvalue": np.nan}
-        if len(common) >= 2 and not np.allclose(a, b):
-            row["t_pvalue"] = float(stats.ttest_rel(a, b).pvalue)
-        rows.append(row)
+        test = paired_test(a, b)
+        rows.append({"a": first, "b": second, "folds": len(common), "delta": test["delta"],
+                     "t_pvalue": test.get("t_pvalue", np.nan)})
     table = pd.DataFrame(rows, columns=["a", "b", "folds", "delta", "t_pvalue"])
     table["holm"] = np.nan
     tested = table["t_pvalue"].notna()
