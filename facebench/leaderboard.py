@@ -45,6 +45,7 @@ import pandas as pd
 from scipy import stats
 
 from facebench.convergence import mean_curve, still_improving
+from facebench.html_page import html_page
 from facebench.plots import pyplot, save_figure, tex_safe
 from facebench.results import RECORD_FILE, RecordError, read_record, write_text
 
@@ -247,6 +248,12 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean() - half), float(values.mean() + half)
 
 
+def seed_averaged_units(members: list[Run]) -> pd.Series:
+    """Per-unit values averaged over a group's runs: the pairing unit of every paired test. Seeds
+    are repeats of one unit, not more units, so a test over (unit, seed) pairs would overstate n."""
+    return pd.DataFrame([r.unit_values for r in members]).mean()
+
+
 def paired_test(group: pd.Series, base: pd.Series) -> dict[str, Any]:
     """Mean difference and paired t-test (Wilcoxon too from ``MIN_WILCOXON_UNITS`` units) of two
     per-unit series; a ``test_note`` instead where no test can be made."""
@@ -279,7 +286,7 @@ def leaderboard(runs: list[Run], baseline: Optional[str] = None) -> pd.DataFrame
         members: list[Run] = list(part["run"])
         values = np.array([r.value for r in members])
         low, high = _ci(values)
-        unit_means[key] = pd.DataFrame([r.unit_values for r in members]).mean()[list(key[-1])]
+        unit_means[key] = seed_averaged_units(members)[list(key[-1])]
         rows.append(
             {
                 **dict(zip(GROUP_KEY, key)),
@@ -444,19 +451,14 @@ def to_html(shown: pd.DataFrame, skipped: list[Skipped], root: Path, roc_png: Op
     image = f'<h2>ROC curves (mean over runs)</h2><img src="{roc_png}" alt="ROC curves">' if roc_png else ""
     if forest_png:
         image = f'<h2>Means and confidence intervals</h2><img src="{forest_png}" alt="forest plot">' + image
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>facebench leaderboard</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}</style></head>
-<body><h1>facebench leaderboard</h1>
+    return html_page("facebench leaderboard", f"""<h1>facebench leaderboard</h1>
 <p>Records under <code>{html.escape(str(root))}</code>. Mean and {CONFIDENCE:.0%} confidence interval over
 runs (seeds), t distribution with n-1 degrees of freedom; paired tests over units with per-unit values
 averaged over seeds.</p>
 {table}
 {image}
 <h2>Skipped ({len(skipped)})</h2><ul>{skips}</ul>
-</body></html>
-"""
+""")
 
 
 def save_forest_plot(path: Path, table: pd.DataFrame) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from facebench.leaderboard import Run, holm, markdown_table, paired_test
+from facebench.leaderboard import Run, holm, markdown_table, paired_test, seed_averaged_units
 
 #: Holm-adjusted p-values at or above this say "not told apart".
 ALPHA = 0.05
@@ -27,7 +27,7 @@ def per_fold_means(runs: list[Run]) -> dict[str, pd.Series]:
     grouped: dict[str, list[Run]] = {}
     for run in runs:
         grouped.setdefault(run.method, []).append(run)
-    return {method: pd.DataFrame([r.unit_values for r in members]).mean() for method, members in grouped.items()}
+    return {method: seed_averaged_units(members) for method, members in grouped.items()}
 
 
 def pairwise(runs: list[Run]) -> pd.DataFrame:

@@ -7,12 +7,12 @@ searches' histories). Re-running it on the same records gives the same files.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from facebench.html_page import html_page
 from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
@@ -148,10 +148,4 @@ def as_html(markdown: str, title: str) -> str:
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}img{{max-width:100%}}</style></head>
-<body>
-{body}</body></html>
-"""
+    return html_page(title, body)
