@@ -7,7 +7,10 @@ Overrides are Hydra's: ``study.search.trials=3``, ``study.launcher=joblib``,
 sweep passes ``reuse_complete=true`` (complete runs are skipped, the search's seeded sampler
 re-asks the same trials and reads their scores back) and ``trainer.resume=true`` (a training cut
 short continues from its checkpoint). The final stage refuses to start while a search it needs
-is incomplete, so no entry is run at settings chosen from part of its trials.
+is incomplete, so no entry is run at settings chosen from part of its trials; an entry whose
+best trial lies at a bound of its space is searched again past it (facebench.study.rounds)
+before its settings are chosen. ``dry_run=true`` prints the commands of the search's next
+rounds or of the final runs instead of running them.
 """
 from __future__ import annotations
 
@@ -21,34 +24,53 @@ from omegaconf import DictConfig, OmegaConf
 from facebench.config import ConfigError, register_resolvers
 from facebench.errors import FacebenchError
 from facebench.registry import get_registry
-from facebench.study.history import best, save_plot, trials, write_chosen, write_history
+from facebench.study.history import best, save_plot, write_chosen, write_history
+from facebench.study.rounds import searches
 from facebench.study.runner import SweepRunner
 from facebench.study.spec import Study, Sweep
 
 STAGES = ("search", "final", "presets", "report", "all")
 
 
-def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
-    """Each of ``entries``' best trial, from its search records; refuses an incomplete search.
+def run_searches(study: Study, entries: list[str], runner: SweepRunner, dry_run: bool) -> None:
+    """Every pending round of every entry, the entries' rounds side by side; a round decided by
+    its predecessor's records starts once they are complete (a dry run prints the first rounds)."""
+    launched: set[tuple[str, int]] = set()
+    while True:
+        pending = [(e, s.pending) for e, s in searches(study, entries).items() if s.pending is not None]
+        if not pending:
+            return
+        again = [f"{e} (round {r.number} under {r.root})" for e, r in pending if (e, r.number) in launched]
+        if again:
+            raise FacebenchError(f"study {study.name}: a search round ran and still has fewer than "
+                                 f"{int(study.cfg.search.trials)} trials with a record: {', '.join(again)}; read its "
+                                 "failed records (metrics.json, error)")
+        _launch(runner, [[study.search_sweep(entry, round_)] for entry, round_ in pending], dry_run)
+        if dry_run:
+            return
+        launched.update((e, r.number) for e, r in pending)
 
-    chosen.json and the histories' plot cover every entry whose search is complete, whichever
+
+def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
+    """Each of ``entries``' best trial over its search rounds, from the records; refuses an
+    undecided search.
+
+    chosen.json and the histories' plot cover every entry whose search is decided, whichever
     entries were asked for: a run with ``only=[...]`` must not shrink the study's published files."""
     objective = str(study.cfg.search.objective)
-    wanted = int(study.cfg.search.trials)
     chosen, histories = {}, {}
-    for entry in study.entries:
-        keys = list(study.spaces[entry])
-        table = trials(study.search_root(entry), keys, objective)
-        if len(table) < wanted:
+    for entry, search in searches(study, list(study.entries)).items():
+        if search.pending is not None:
             if entry not in entries:
                 continue
             raise FacebenchError(
-                f"study {study.name}: the search of {entry} has {len(table)} of {wanted} complete trials under "
-                f"{study.search_root(entry)}; run stage=search first (it continues where it stopped)"
+                f"study {study.name}: the search of {entry} is not finished: round {search.pending.number} has fewer "
+                f"than {int(study.cfg.search.trials)} complete trials under {search.pending.root}; run stage=search "
+                "first (it continues where it stopped)"
             )
-        write_history(study.search_root(entry), table)
-        histories[entry] = table
-        chosen[entry] = best(table.head(wanted), keys, objective)
+        write_history(study.search_root(entry), search.table)
+        histories[entry] = search.table
+        chosen[entry] = best(search.table, list(study.spaces[entry]), objective)
     if histories:
         save_plot(study.root / "search" / "history.png", histories, objective)
         write_chosen(study.root / "search" / "chosen.json", chosen)
@@ -67,12 +89,14 @@ def run_study(cfg: DictConfig) -> None:
     runner = SweepRunner(int(cfg.workers))
     dry = bool(cfg.dry_run)
     if stage in ("search", "all"):
-        _launch(runner, [[study.search_sweep(e)] for e in entries], dry)
-    if stage in ("final", "report", "all") and not dry:
+        run_searches(study, entries, runner, dry)
+    if stage in ("final", "report", "all") and (stage == "final" or not dry):
+        if stage == "report":  # a report of a study under way: the entries whose search is decided
+            entries = [e for e, s in searches(study, entries).items() if s.pending is None]
         chosen = chosen_settings(study, entries)
         if stage in ("final", "all"):
-            runner.run([study.baseline_sweeps(name) for name in study.baselines]
-                       + [study.final_sweeps(e, chosen[e]) for e in entries])
+            _launch(runner, [study.baseline_sweeps(name) for name in study.baselines]
+                    + [study.final_sweeps(e, chosen[e]) for e in entries], dry)
     if stage == "presets":
         _launch(runner, [[sweep] for sweep in study.preset_sweeps()], dry)
     if stage in ("report", "all") and not dry:

@@ -16,10 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from facebench.config import ConfigError
 from facebench.plots import pyplot, save_figure
 from facebench.results import RECORD_FILE, RecordError, finished, read_record
 
 _JOB = re.compile(r"^(\d+)-")
+#: The error a record of a diverged training names (facebench.train.TrainingDiverged).
+DIVERGED = "TrainingDiverged"
 
 
 def _component_value(record: dict[str, Any], key: str) -> Any:
@@ -33,8 +36,8 @@ def _component_value(record: dict[str, Any], key: str) -> Any:
 
 def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
     """One row per trial under ``root``: ``trial``, each of ``keys``, ``objective`` (the record's
-    metric), ``seconds`` and ``path``; complete records only, a trial's newest record if it
-    was run twice."""
+    metric; NaN for a trial whose training diverged), ``seconds`` and ``path``; a trial's newest
+    record if it was run twice. An interrupted trial is not one yet: the next sitting resumes it."""
     rows = []
     for path in sorted(root.glob(f"multirun/*/*/{RECORD_FILE}")):
         match = _JOB.match(path.parent.name)
@@ -44,9 +47,12 @@ def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
             record = read_record(path)
         except RecordError:
             continue
-        if not finished(record):
-            continue
-        value = (record.get("metrics") or {}).get(objective)
+        if finished(record):
+            value = (record.get("metrics") or {}).get(objective)
+        elif str(record.get("error") or "").startswith(f"{DIVERGED}:"):
+            value = math.nan  # a trial whose settings diverge: tried, and no score
+        else:
+            continue  # interrupted (resumed by the next sitting) or broken: not a trial yet
         rows.append({
             "trial": int(match.group(1)),
             **{key: _component_value(record, key) for key in keys},
@@ -73,28 +79,36 @@ def best(table: pd.DataFrame, keys: list[str], objective: str) -> dict[str, Any]
 EDGE_SHARE = 0.05
 
 
+def parse_interval(key: str, expression: str) -> tuple[float, float, list[str]]:
+    """(low, high, tags) of a Hydra sweep expression ``interval(...)``, tagged or not; an
+    expression of another kind (a choice, a range) is a ConfigError naming ``key``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = OverridesParser.create().parse_override(f"{key}={expression}").value()
+    if not isinstance(sweep, IntervalSweep):
+        raise ConfigError(f"{key}={expression}: not an interval(low, high) sweep")
+    return float(sweep.start), float(sweep.end), sorted(sweep.tags)
+
+
 def at_the_edge(chosen: dict[str, Any], space: dict[str, str]) -> dict[str, str]:
     """The chosen values that lie at a bound of their searched interval, each with the bound
     (``{"trainer.lr": "upper bound 0.5"}``): a best value there says the optimum may lie
     outside what was searched, so the entry may be under-tuned rather than worse."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
-
-    parser = OverridesParser.create()
     found = {}
     for key, expression in space.items():
-        sweep = parser.parse_override(f"{key}={expression}").value()
         value = chosen.get(key)
-        if not isinstance(sweep, IntervalSweep) or not isinstance(value, (int, float)):
+        if not isinstance(value, (int, float)) or "interval(" not in expression:
             continue
-        lo, hi, v = float(sweep.start), float(sweep.end), float(value)
-        if "log" in sweep.tags:
+        start, end, tags = parse_interval(key, expression)
+        lo, hi, v = start, end, float(value)
+        if "log" in tags:
             lo, hi, v = math.log(lo), math.log(hi), math.log(v)
         share = (v - lo) / (hi - lo)
         if share <= EDGE_SHARE:
-            found[key] = f"lower bound {sweep.start:g}"
+            found[key] = f"lower bound {start:g}"
         elif share >= 1 - EDGE_SHARE:
-            found[key] = f"upper bound {sweep.end:g}"
+            found[key] = f"upper bound {end:g}"
     return found
 
 
@@ -111,7 +125,8 @@ def write_history(root: Path, table: pd.DataFrame) -> None:
 
 
 def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) -> None:
-    """One panel per entry: each trial's score and the best so far."""
+    """One panel per entry: each trial's score and the best so far, a dotted line where a
+    round on a widened space (facebench.study.rounds) begins."""
     n = len(histories)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
@@ -120,6 +135,8 @@ def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) ->
         scored = table.dropna(subset=[objective])
         ax.plot(scored["trial"], scored[objective], "o", ms=4, label="trial")
         ax.plot(scored["trial"], scored[objective].cummax(), "-", lw=1.2, label="best so far")
+        for start in scored.groupby("round")["trial"].min().iloc[1:] if "round" in scored else []:
+            ax.axvline(start - 0.5, ls=":", color="grey", lw=1)
         ax.set_title(entry, fontsize=9)
         ax.set_xlabel("trial", fontsize=8)
         ax.grid(alpha=0.3)

@@ -13,11 +13,12 @@ from typing import Any
 import pandas as pd
 
 from facebench.html_page import html_page
-from facebench.leaderboard import Run, collect, display_table, leaderboard, markdown_table, save_forest_plot
+from facebench.leaderboard import Run, Skipped, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.findings import floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge
+from facebench.study.rounds import searches
 from facebench.study.spec import Study
 
 
@@ -44,12 +45,64 @@ def _cost(root: Path) -> tuple[float, float, set[str]]:
     return wall, core, commits
 
 
-def _edges(study: Study, entry: str, values: dict[str, Any]) -> str:
-    edges = at_the_edge(values, study.spaces[entry])
-    if not edges:
+def _value(components: dict[str, Any], key: str) -> Any:
+    node: Any = components
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[str, Any]],
+                        skipped: list[Skipped]) -> tuple[list[Run], list[Skipped]]:
+    """The runs of the study's entries made at their chosen settings; any other (made before a
+    search was widened, or while it is undecided) is skipped with the reason, so the tables
+    report nothing but the settings the searches chose."""
+    kept = []
+    for run in runs:
+        if run.method in study.entries and run.method not in chosen:
+            skipped.append(Skipped(run.path, f"the search of {run.method} is not decided yet"))
+        elif run.method in chosen and any(_value(run.components, k) != v for k, v in chosen[run.method].items()):
+            skipped.append(Skipped(run.path, f"not at the chosen settings of {run.method} (search/chosen.json)"))
+        else:
+            kept.append(run)
+    return kept, skipped
+
+
+def _undecided(study: Study, entries: list[str]) -> list[str]:
+    """A line per entry whose search is still running: its round and what that round searches."""
+    lines = []
+    for entry, search in searches(study, entries).items():
+        pending = search.pending
+        first = search.rounds[0].space
+        over = ", ".join(f"`{k}` over `{v}`" for k, v in pending.space.items() if first.get(k) != v)
+        lines.append(f"- `{entry}`: search under way, round {pending.number}"
+                     + (f" on a widened space ({over})" if over else "")
+                     + f"; {len(search.table)} trials of the earlier rounds complete")
+    return lines
+
+
+def _widening(study: Study) -> str:
+    widen = study.cfg.search.get("widen") or {}
+    if not int(widen.get("rounds", 0)):
         return ""
-    return (" (at the edge of the searched space: " + ", ".join(f"`{k}` at its {b}" for k, b in edges.items())
-            + "; the optimum may lie outside it)")
+    return (f"; an entry whose best trial lies at a bound of its space is searched again ({int(widen.rounds)} more "
+            f"round{'s' * (int(widen.rounds) != 1)} at most, as many trials each) with that bound moved by a factor "
+            f"of {widen.factor:g}, and its choice is the best trial of all its rounds")
+
+
+def _search_note(study: Study, entry: str, values: dict[str, Any]) -> str:
+    """Which of the entry's settings were searched again on a widened space, and which chosen
+    values still lie at a bound of the last space searched."""
+    search = searches(study, [entry])[entry]
+    notes = []
+    if search.widened:
+        notes.append(f"searched again on a widened space ({len(search.rounds)} rounds, {len(search.table)} trials): "
+                     + ", ".join(f"`{k}` over `{v}`" for k, v in search.widened.items()))
+    edges = at_the_edge(values, search.space)
+    if edges:
+        notes.append("at the edge of the searched space: " + ", ".join(f"`{k}` at its {b}" for k, b in edges.items())
+                     + "; the optimum may lie outside it")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def curves(runs: list[Run]) -> pd.DataFrame:
@@ -84,6 +137,7 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         found, missed = collect(study.root / part) if (study.root / part).is_dir() else ([], [])
         runs += found
         skipped += missed
+    runs, skipped = _at_chosen_settings(study, runs, chosen, skipped)
     baseline = str(study.cfg.report.baseline)
     search_wall, search_core, _ = _cost(study.root / "search")
     final_costs = [_cost(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir()]
@@ -97,7 +151,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         "Fixed for every entry: " + ", ".join(f"`{o}`" for o in study.fixed) + ".", "",
         f"Search: {int(study.cfg.search.trials)} TPE trials per entry (seed {int(study.cfg.search.seed)}) on "
         + ", ".join(f"`{o}`" for o in study.cfg.search.protocol) + f", maximising `{study.cfg.search.objective}` "
-        f"scored by `{next(iter(study.verifiers))}`; learning rate `{study.cfg.lr}` plus each loss's declared space.", "",
+        f"scored by `{next(iter(study.verifiers))}`; learning rate `{study.cfg.lr}` plus each loss's declared space"
+        + _widening(study) + ".", "",
         f"Final runs: seeds {list(study.cfg.final.seeds)} on " + ", ".join(f"`{o}`" for o in study.cfg.final.protocol)
         + f"; paired tests against `{baseline}` over folds, Holm-adjusted across entries.", "",
         f"Compute in the records (each run's wall time x the torch threads it ran on): searches "
@@ -106,8 +161,9 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
         + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
         "## Chosen settings", "",
-        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _edges(study, entry, values)
-          for entry, values in chosen.items()], "",
+        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _search_note(study, entry, values)
+          for entry, values in chosen.items()],
+        *_undecided(study, [e for e in study.entries if e not in chosen]), "",
     ]
     for verifier, overrides in study.verifiers.items():
         name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]
@@ -135,7 +191,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
     if (study.root / "search" / "history.png").is_file():
         lines += ["## Searches", "", "![search histories](search/history.png)", ""]
     if skipped:
-        lines += [f"## Skipped records ({len(skipped)})", "", *[f"- `{s.path}`: {s.reason}" for s in skipped], ""]
+        listed = sorted(skipped, key=lambda s: str(s.path))
+        lines += [f"## Skipped records ({len(skipped)})", "", *[f"- `{s.path}`: {s.reason}" for s in listed], ""]
     text = "\n".join(lines)
     write_text(study.root / "REPORT.md", text)
     write_text(study.root / "REPORT.html", as_html(text, f"facebench study {study.name}"))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from facebench.config import ConfigError, split_override
 from facebench.registry import Registry
+from facebench.study.rounds import Round
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,15 @@ class Study:
     def search_root(self, entry: str) -> Path:
         return self.root / "search" / entry
 
-    def search_sweep(self, entry: str) -> Sweep:
-        """The entry's search: ``search.trials`` TPE trials on the tuning protocol, scored by the
-        first verifier, maximising ``search.objective``."""
+    def search_sweep(self, entry: str, round_: Optional[Round] = None) -> Sweep:
+        """A round of the entry's search (default: the first, on the declared space;
+        facebench.study.rounds): ``search.trials`` TPE trials on the tuning protocol, scored by
+        the first verifier, maximising ``search.objective``."""
+        round_ = round_ or Round(0, self.search_root(entry), self.spaces[entry])
         search = self.cfg.search
         verifier = next(iter(self.verifiers))
-        root = self.search_root(entry)
+        root = round_.root
+        study_name = f"{self.name}-{entry}" + (f"-round-{round_.number}" if round_.number else "")
         argv = [
             *self._common(entry, self.entries[entry], root),
             *_overrides(search.protocol, "search.protocol"),
@@ -107,12 +111,12 @@ class Study:
             "hydra/sweeper=optuna",
             "hydra/sweeper/sampler=tpe",
             "hydra.sweeper.direction=maximize",
-            f"hydra.sweeper.study_name={self.name}-{entry}",
+            f"hydra.sweeper.study_name={study_name}",
             f"hydra.sweeper.n_trials={int(search.trials)}",
             "hydra.sweeper.n_jobs=1",
             f"hydra.sweeper.sampler.seed={int(search.seed)}",
             f"hydra.sweeper.sampler.n_startup_trials={int(search.startup_trials)}",
-            *[f"{key}={expression}" for key, expression in self.spaces[entry].items()],
+            *[f"{key}={expression}" for key, expression in round_.space.items()],
         ]
         return Sweep("search", entry, verifier, root, argv)
 
