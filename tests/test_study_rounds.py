@@ -101,3 +101,24 @@ def test_a_diverged_trial_counts_with_no_score_and_an_interrupted_one_does_not(t
     table = trials(tmp_path, ["trainer.lr"], "mean_accuracy")
     assert list(table["trial"]) == [0, 1] and math.isnan(table["mean_accuracy"][1])
     assert best(table, ["trainer.lr"], "mean_accuracy") == {"trainer.lr": 0.1}
+
+
+def test_a_round_that_ran_and_stays_short_of_its_trials_stops_the_search(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    """Every trial of a round failing in a way that leaves no trial (a broken config) must end the
+    search stage with the folder to read, not relaunch the round for ever."""
+    from facebench.errors import FacebenchError
+    from facebench.study import __main__ as study_main
+    from tests.test_study import _study
+
+    _fake_records(monkeypatch, {})  # no trial ever completes
+    launched = []
+
+    class Runner:
+        def run(self, chains: list) -> None:
+            launched.append([sweep.entry for chain in chains for sweep in chain])
+
+    study = _study([f"study.root={tmp_path}"])
+    with pytest.raises(FacebenchError, match=r"a search round ran and still has fewer than 12 trials.*contrastive"):
+        study_main.run_searches(study, ["contrastive"], Runner(), dry_run=False)
+    assert launched == [["contrastive"]]
