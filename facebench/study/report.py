@@ -18,7 +18,7 @@ from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.findings import floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge
-from facebench.study.rounds import searches
+from facebench.study.rounds import EntrySearch, searches
 from facebench.study.spec import Study
 
 
@@ -68,11 +68,13 @@ def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[st
     return kept, skipped
 
 
-def _undecided(study: Study, entries: list[str]) -> list[str]:
+def _undecided(found: dict[str, EntrySearch]) -> list[str]:
     """A line per entry whose search is still running: its round and what that round searches."""
     lines = []
-    for entry, search in searches(study, entries).items():
+    for entry, search in found.items():
         pending = search.pending
+        if pending is None:
+            continue
         first = search.rounds[0].space
         over = ", ".join(f"`{k}` over `{v}`" for k, v in pending.space.items() if first.get(k) != v)
         lines.append(f"- `{entry}`: search under way, round {pending.number}"
@@ -90,10 +92,9 @@ def _widening(study: Study) -> str:
             f"of {widen.factor:g}, and its choice is the best trial of all its rounds")
 
 
-def _search_note(study: Study, entry: str, values: dict[str, Any]) -> str:
+def _search_note(search: EntrySearch, values: dict[str, Any]) -> str:
     """Which of the entry's settings were searched again on a widened space, and which chosen
     values still lie at a bound of the last space searched."""
-    search = searches(study, [entry])[entry]
     notes = []
     if search.widened:
         notes.append(f"searched again on a widened space ({len(search.rounds)} rounds, {len(search.table)} trials): "
@@ -138,6 +139,7 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         runs += found
         skipped += missed
     runs, skipped = _at_chosen_settings(study, runs, chosen, skipped)
+    searched = searches(study, list(study.entries))
     baseline = str(study.cfg.report.baseline)
     search_wall, search_core, _ = _cost(study.root / "search")
     final_costs = [_cost(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir()]
@@ -161,9 +163,9 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
         "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
         + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
         "## Chosen settings", "",
-        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _search_note(study, entry, values)
+        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _search_note(searched[entry], values)
           for entry, values in chosen.items()],
-        *_undecided(study, [e for e in study.entries if e not in chosen]), "",
+        *_undecided(searched), "",
     ]
     for verifier, overrides in study.verifiers.items():
         name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]
