@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 # One thread per process: the suite starts many subprocesses on 2 cores, and oversubscribed
 # BLAS/torch threads made a tiny PCA run take minutes instead of seconds.
@@ -14,6 +14,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from facebench.study.spec import Study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +32,21 @@ TINY = [
     "trainer.batch_size=32",
     "trainer.log_every=3",
 ]
+
+
+def losses_study(overrides: list[str] = ()) -> Study:
+    """The study config (default ``study=losses``) composed with ``overrides``, as
+    ``python -m facebench.study`` composes it."""
+    from hydra import compose, initialize_config_module
+
+    from facebench.config import register_resolvers
+    from facebench.registry import get_registry
+    from facebench.study.spec import Study
+
+    register_resolvers()
+    with initialize_config_module("facebench.study.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return Study(cfg.study, get_registry())
 
 
 def shared_data() -> Path:

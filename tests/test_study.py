@@ -10,26 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 
-from conftest import TINY
-from facebench.config import ConfigError, register_resolvers
+from conftest import TINY, losses_study
+from facebench.config import ConfigError
 from facebench.registry import Registry, RegistryError, get_registry
 from facebench.study.runner import cores
-from facebench.study.spec import Study, merge
+from facebench.study.spec import merge
 
 
 @dataclass
 class _Cfg:
     name: str = "mine"
     margin: float = 0.5
-
-
-def _study(overrides: list[str] = ()) -> Study:
-    register_resolvers()
-    with initialize_config_module("facebench.study.conf", version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return Study(cfg.study, get_registry())
 
 
 def test_the_losses_declare_their_search_spaces() -> None:
@@ -55,7 +47,7 @@ def test_choosing_a_group_drops_the_fixed_settings_of_the_group_it_replaces() ->
 
 
 def test_the_losses_study_searches_view1_and_reports_view2() -> None:
-    study = _study()
+    study = losses_study()
     assert len(study.entries) >= 8 and {"cosine", "joint_bayesian"} <= set(study.verifiers)
     search = study.search_sweep("arcface").argv
     assert "protocol=lfw_view1" in search and "label=arcface" in search and "reuse_complete=true" in search
@@ -137,7 +129,7 @@ def test_a_chosen_value_at_a_bound_of_its_space_is_called_out() -> None:
 
 
 def test_the_presets_stage_runs_each_method_with_its_own_recipe_at_the_stated_budget() -> None:
-    study = _study()
+    study = losses_study()
     sweeps = study.preset_sweeps()
     assert [s.entry for s in sweeps] == list(study.cfg.report.presets.methods)
     assert {"deepid2", "deepid2plus", "arcface", "pixels"} <= {s.entry for s in sweeps}
@@ -146,7 +138,7 @@ def test_the_presets_stage_runs_each_method_with_its_own_recipe_at_the_stated_bu
     assert "results_root=results/presets" in arcface and "reuse_complete=true" in arcface
     assert not any(o.startswith("backbone") for o in arcface)  # none of the study's fixed trunk
     with pytest.raises(ConfigError, match="report.presets needs a root and a list of methods"):
-        _study(["study.report.presets.methods=[]"]).preset_sweeps()
+        losses_study(["study.report.presets.methods=[]"]).preset_sweeps()
 
 
 def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tmp_path: Path) -> None:
@@ -161,7 +153,7 @@ def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tm
             target = tmp_path / "search" / path.relative_to(committed)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-    study = _study([f"study.root={tmp_path}"])
+    study = losses_study([f"study.root={tmp_path}"])
     assert list(chosen_settings(study, ["softmax"])) == ["softmax"]
     written = json.loads((tmp_path / "search" / "chosen.json").read_text())
     assert written == json.loads((committed / "chosen.json").read_text()) and "softmax" in written
@@ -179,7 +171,7 @@ def test_the_report_tables_only_records_at_the_chosen_settings() -> None:
                    metric="mean_accuracy", value=0.8, unit_values={"fold1": 0.8}, partial=False, roc=None)
 
     runs = [run("softmax", 0.1), run("softmax", 0.3), run("contrastive", 0.4), run("pixels", 0.0)]
-    kept, skipped = _at_chosen_settings(_study(), runs, {"softmax": {"trainer.lr": 0.1}}, [])
+    kept, skipped = _at_chosen_settings(losses_study(), runs, {"softmax": {"trainer.lr": 0.1}}, [])
     assert [(r.method, r.components["trainer"]["lr"]) for r in kept] == [("softmax", 0.1), ("pixels", 0.0)]
     assert [s.reason for s in skipped] == ["not at the chosen settings of softmax (search/chosen.json)",
                                            "the search of contrastive is not decided yet"]

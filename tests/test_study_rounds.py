@@ -109,7 +109,7 @@ def test_a_round_that_ran_and_stays_short_of_its_trials_stops_the_search(monkeyp
     search stage with the folder to read, not relaunch the round for ever."""
     from facebench.errors import FacebenchError
     from facebench.study import __main__ as study_main
-    from tests.test_study import _study
+    from conftest import losses_study
 
     _fake_records(monkeypatch, {})  # no trial ever completes
     launched = []
@@ -118,7 +118,7 @@ def test_a_round_that_ran_and_stays_short_of_its_trials_stops_the_search(monkeyp
         def run(self, chains: list) -> None:
             launched.append([sweep.entry for chain in chains for sweep in chain])
 
-    study = _study([f"study.root={tmp_path}"])
+    losses = losses_study([f"study.root={tmp_path}"])
     with pytest.raises(FacebenchError, match=r"a search round ran and still has fewer than 12 trials.*contrastive"):
-        study_main.run_searches(study, ["contrastive"], Runner(), dry_run=False)
+        study_main.run_searches(losses, ["contrastive"], Runner(), dry_run=False)
     assert launched == [["contrastive"]]
