@@ -25,8 +25,9 @@ _JOB = re.compile(r"^(\d+)-")
 DIVERGED = "TrainingDiverged"
 
 
-def _component_value(record: dict[str, Any], key: str) -> Any:
-    node: Any = record.get("components") or {}
+def component_value(components: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` ("trainer.lr") of a record's components; None where absent."""
+    node: Any = components or {}
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -55,7 +56,7 @@ def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
             continue  # interrupted (resumed by the next sitting) or broken: not a trial yet
         rows.append({
             "trial": int(match.group(1)),
-            **{key: _component_value(record, key) for key in keys},
+            **{key: component_value(record.get("components"), key) for key in keys},
             objective: value,
             "seconds": (record.get("timings") or {}).get("total_seconds"),
             "config_key": record.get("config_key"),

@@ -17,7 +17,7 @@ from facebench.leaderboard import Run, Skipped, collect, display_table, leaderbo
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.findings import floor_lines, pairwise_lines
-from facebench.study.history import at_the_edge
+from facebench.study.history import at_the_edge, component_value
 from facebench.study.rounds import EntrySearch, searches
 from facebench.study.spec import Study
 
@@ -45,13 +45,6 @@ def _cost(root: Path) -> tuple[float, float, set[str]]:
     return wall, core, commits
 
 
-def _value(components: dict[str, Any], key: str) -> Any:
-    node: Any = components
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
 def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[str, Any]],
                         skipped: list[Skipped]) -> tuple[list[Run], list[Skipped]]:
     """The runs of the study's entries made at their chosen settings; any other (made before a
@@ -61,7 +54,7 @@ def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[st
     for run in runs:
         if run.method in study.entries and run.method not in chosen:
             skipped.append(Skipped(run.path, f"the search of {run.method} is not decided yet"))
-        elif run.method in chosen and any(_value(run.components, k) != v for k, v in chosen[run.method].items()):
+        elif run.method in chosen and any(component_value(run.components, k) != v for k, v in chosen[run.method].items()):
             skipped.append(Skipped(run.path, f"not at the chosen settings of {run.method} (search/chosen.json)"))
         else:
             kept.append(run)
