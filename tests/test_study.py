@@ -146,6 +146,7 @@ def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tm
     import shutil
 
     from facebench.study.__main__ import chosen_settings
+    from facebench.study.rounds import searches
 
     committed = Path(__file__).resolve().parents[1] / "results" / "studies" / "losses" / "search"
     for path in committed.rglob("*"):
@@ -154,7 +155,7 @@ def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tm
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
     study = losses_study([f"study.root={tmp_path}"])
-    assert list(chosen_settings(study, ["softmax"])) == ["softmax"]
+    assert list(chosen_settings(study, ["softmax"], searches(study, list(study.entries)))) == ["softmax"]
     written = json.loads((tmp_path / "search" / "chosen.json").read_text())
     assert written == json.loads((committed / "chosen.json").read_text()) and "softmax" in written
 

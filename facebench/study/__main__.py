@@ -25,7 +25,7 @@ from facebench.config import ConfigError, register_resolvers
 from facebench.errors import FacebenchError
 from facebench.registry import get_registry
 from facebench.study.history import best, save_plot, write_chosen, write_history
-from facebench.study.rounds import searches
+from facebench.study.rounds import EntrySearch, searches
 from facebench.study.runner import SweepRunner
 from facebench.study.spec import Study, Sweep
 
@@ -51,15 +51,15 @@ def run_searches(study: Study, entries: list[str], runner: SweepRunner, dry_run:
         launched.update((e, r.number) for e, r in pending)
 
 
-def chosen_settings(study: Study, entries: list[str]) -> dict[str, dict[str, Any]]:
-    """Each of ``entries``' best trial over its search rounds, from the records; refuses an
-    undecided search.
+def chosen_settings(study: Study, entries: list[str], searched: dict[str, EntrySearch]) -> dict[str, dict[str, Any]]:
+    """Each of ``entries``' best trial over its search rounds (``searched``: every entry's, as
+    ``rounds.searches`` read them); refuses an undecided search.
 
     chosen.json and the histories' plot cover every entry whose search is decided, whichever
     entries were asked for: a run with ``only=[...]`` must not shrink the study's published files."""
     objective = str(study.cfg.search.objective)
     chosen, histories = {}, {}
-    for entry, search in searches(study, list(study.entries)).items():
+    for entry, search in searched.items():
         if search.pending is not None:
             if entry not in entries:
                 continue
@@ -91,9 +91,10 @@ def run_study(cfg: DictConfig) -> None:
     if stage in ("search", "all"):
         run_searches(study, entries, runner, dry)
     if stage in ("final", "report", "all") and (stage == "final" or not dry):
+        searched = searches(study, list(study.entries))
         if stage == "report":  # a report of a study under way: the entries whose search is decided
-            entries = [e for e, s in searches(study, entries).items() if s.pending is None]
-        chosen = chosen_settings(study, entries)
+            entries = [e for e in entries if searched[e].pending is None]
+        chosen = chosen_settings(study, entries, searched)
         if stage in ("final", "all"):
             _launch(runner, [study.baseline_sweeps(name) for name in study.baselines]
                     + [study.final_sweeps(e, chosen[e]) for e in entries], dry)
@@ -103,7 +104,7 @@ def run_study(cfg: DictConfig) -> None:
         from facebench.study.publish import write_leaderboard
         from facebench.study.report import write_report
 
-        write_leaderboard(study, write_report(study, chosen))
+        write_leaderboard(study, write_report(study, chosen, searched))
 
 
 def _launch(runner: SweepRunner, chains: list[list[Sweep]], dry_run: bool) -> None:

@@ -18,7 +18,7 @@ from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.findings import floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge, component_value
-from facebench.study.rounds import EntrySearch, searches
+from facebench.study.rounds import EntrySearch
 from facebench.study.spec import Study
 
 
@@ -124,15 +124,15 @@ def save_curves_plot(path: Path, table: pd.DataFrame) -> bool:
     return True
 
 
-def write_report(study: Study, chosen: dict[str, dict[str, Any]]) -> str:
-    """REPORT.md and its plots under the study's root; returns the markdown."""
+def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict[str, EntrySearch]) -> str:
+    """REPORT.md and its plots under the study's root (``searched``: every entry's search rounds);
+    returns the markdown."""
     runs, skipped = [], []
     for part in ("final", "baselines"):
         found, missed = collect(study.root / part) if (study.root / part).is_dir() else ([], [])
         runs += found
         skipped += missed
     runs, skipped = _at_chosen_settings(study, runs, chosen, skipped)
-    searched = searches(study, list(study.entries))
     baseline = str(study.cfg.report.baseline)
     search_wall, search_core, _ = _cost(study.root / "search")
     final_costs = [_cost(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir()]
