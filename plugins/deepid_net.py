@@ -35,6 +35,11 @@ class DeepIDNetConfig:
       "none": an ordinary shared convolution (ablation).
     batchnorm: a documented non-paper variant: BatchNorm after every conv/LC layer and the
       feature layer, which lets plain SGD run at a high learning rate.
+    feature_relu: the papers' DeepID layer is ReLU'd (default), so the feature lies in the positive
+      orthant. false leaves it linear (BatchNorm'd when batchnorm is on), the embedding of
+      metric-learning benchmarks (Musgrave et al. 2020) and of the margin losses' reference nets:
+      losses that work on angles (NormFace, CosFace, ArcFace) lose points to a ReLU'd feature
+      (docs/STUDY.md has the measurement).
     side_dim: DeepID2+: when > 0, a side_dim FC branch (+ ReLU) after each of the first three
       conv/pool stages, returned as outputs "stage1".."stage3" for early supervision; only
       "feature" is used at test time.
@@ -49,6 +54,7 @@ class DeepIDNetConfig:
     feature_dim: int = 160
     conv3_sharing: str = "blocks"
     batchnorm: bool = False
+    feature_relu: bool = True
     side_dim: int = 0
 
 
@@ -114,6 +120,7 @@ class DeepIDNet(Backbone):
         self.fc_in = w[2] * size[0] * size[1] + w[3] * conv4[0] * conv4[1]
         self.fc = nn.Linear(self.fc_in, cfg.feature_dim)
         self.fc_norm = nn.BatchNorm1d(cfg.feature_dim) if bn else nn.Identity()
+        self.fc_act = nn.ReLU() if cfg.feature_relu else nn.Identity()
         self.side = nn.ModuleList()
         if cfg.side_dim > 0:
             for i in range(3):
@@ -126,7 +133,7 @@ class DeepIDNet(Backbone):
         s2 = self.stage2(s1)
         pool3 = self.stage3(s2)
         c4 = self.conv4(pool3)
-        feature = torch.relu(self.fc_norm(self.fc(torch.cat([pool3.flatten(1), c4.flatten(1)], dim=1))))
+        feature = self.fc_act(self.fc_norm(self.fc(torch.cat([pool3.flatten(1), c4.flatten(1)], dim=1))))
         out = {FEATURE: feature}
         for i, (branch, stage) in enumerate(zip(self.side, (s1, s2, pool3))):
             out[f"stage{i + 1}"] = branch(stage)

@@ -54,3 +54,32 @@ def test_sgd_steps_reduce_a_toy_loss():
                 p -= 0.05 * g
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_feature_relu_false_leaves_the_feature_linear_and_the_parameters_unchanged(batchnorm):
+    """A linear feature (the margin losses' embedding) is the same net without the last ReLU:
+    same parameters, so a checkpoint loads either way, and negative units survive."""
+    small = dict(channels=1, height=31, width=31, widths=[8, 8, 8, 8], feature_dim=16, batchnorm=batchnorm)
+    torch.manual_seed(0)
+    relu = DeepIDNet(DeepIDNetConfig(**small)).eval()
+    linear = DeepIDNet(DeepIDNetConfig(**small, feature_relu=False)).eval()
+    linear.load_state_dict(relu.state_dict())
+    x = torch.randn(8, 1, 31, 31)
+    f_relu, f_linear = relu(x)["feature"], linear(x)["feature"]
+    assert (f_linear < 0).any() and (f_relu >= 0).all()
+    torch.testing.assert_close(f_relu, torch.relu(f_linear))
+
+
+def test_a_stacked_net_keeps_a_linear_feature_linear():
+    from facebench_plugins.deepid2.stacked import StackedDeepIDNet
+
+    torch.manual_seed(0)
+    cfg = DeepIDNetConfig(channels=1, height=31, width=31, widths=[8, 8, 8, 8], feature_dim=16, batchnorm=True,
+                          feature_relu=False)
+    stacked = StackedDeepIDNet(cfg, 2).eval()
+    x = torch.randn(2 * 4, 1, 31, 31)
+    feature = stacked(x)
+    for g in range(2):
+        torch.testing.assert_close(feature[:, g], stacked.net(g).eval()(x[g * 4 : (g + 1) * 4])["feature"])
+    assert (feature < 0).any()

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import TINY, losses_study
 from facebench.config import ConfigError
+from facebench.errors import FacebenchError
 from facebench.registry import Registry, RegistryError, get_registry
 from facebench.study.runner import cores
 from facebench.study.spec import merge
@@ -58,6 +59,8 @@ def test_the_losses_study_searches_view1_and_reports_view2() -> None:
     assert all("protocol=lfw_view2" in s.argv and "trainer.lr=0.05" in s.argv and "seed=0,1,2" in s.argv for s in final)
     pixels = study.baseline_sweeps("pixels")[0].argv
     assert "backbone=pixels" in pixels and "backbone.batchnorm=true" not in pixels
+    # the study's trunk ends in a linear feature; the pixels floor has no trunk to set it on
+    assert all("backbone.feature_relu=false" in s.argv for s in final) and "backbone.feature_relu=false" not in pixels
 
 
 @pytest.mark.slow
@@ -141,23 +144,49 @@ def test_the_presets_stage_runs_each_method_with_its_own_recipe_at_the_stated_bu
         losses_study(["study.report.presets.methods=[]"]).preset_sweeps()
 
 
-def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tmp_path: Path) -> None:
-    """``only=[...]`` must not shrink the study's published chosen.json (the committed searches)."""
-    import shutil
+def _searched(root: Path, entry: str, settings: list[dict[str, float]], scores: list[float]) -> None:
+    """Trial records of ``entry``'s first search round under ``root``, one per setting."""
+    for job, (values, score) in enumerate(zip(settings, scores)):
+        folder = root / "search" / entry / "multirun" / "20261207-000000-abcdef" / f"{job}-{entry}-s0"
+        folder.mkdir(parents=True)
+        components: dict = {}
+        for key, value in values.items():
+            group, name = key.split(".")
+            components.setdefault(group, {})[name] = value
+        record = {"schema_version": 1, "status": "complete", "method": entry, "protocol": {"name": "lfw_view1"},
+                  "regime": "unrestricted_no_outside", "units": [], "components": components,
+                  "metrics": {"mean_accuracy": score}}
+        (folder / "metrics.json").write_text(json.dumps(record))
 
+
+def test_choosing_for_some_entries_keeps_every_finished_search_in_chosen_json(tmp_path: Path) -> None:
+    """``only=[...]`` must not shrink the study's published chosen.json (every finished search)."""
     from facebench.study.__main__ import chosen_settings
     from facebench.study.rounds import searches
 
-    committed = Path(__file__).resolve().parents[1] / "results" / "studies" / "losses" / "search"
-    for path in committed.rglob("*"):
-        if path.is_file() and path.name in ("metrics.json", "config.yaml", "optimization_results.yaml"):
-            target = tmp_path / "search" / path.relative_to(committed)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+    lrs = [0.02 + 0.01 * k for k in range(12)]  # inside the lr interval: no widened round is due
+    _searched(tmp_path, "softmax", [{"trainer.lr": lr} for lr in lrs], [0.7 + 0.01 * (k == 5) for k in range(12)])
+    _searched(tmp_path, "deepid2", [{"trainer.lr": lr, "loss.lambda_": 0.05} for lr in lrs],
+              [0.6 + 0.01 * (k == 3) for k in range(12)])
     study = losses_study([f"study.root={tmp_path}"])
-    assert list(chosen_settings(study, ["softmax"], searches(study, list(study.entries)))) == ["softmax"]
+    searched = searches(study, list(study.entries))
+    assert list(chosen_settings(study, ["softmax"], searched)) == ["softmax"]
     written = json.loads((tmp_path / "search" / "chosen.json").read_text())
-    assert written == json.loads((committed / "chosen.json").read_text()) and "softmax" in written
+    assert written == {"softmax": {"trainer.lr": lrs[5]}, "deepid2": {"trainer.lr": lrs[3], "loss.lambda_": 0.05}}
+    with pytest.raises(FacebenchError, match="the search of center is not finished"):
+        chosen_settings(study, ["center"], searched)
+
+
+def test_the_report_says_how_far_a_search_under_way_has_come(tmp_path: Path) -> None:
+    from facebench.study.report import _undecided
+    from facebench.study.rounds import searches
+
+    _searched(tmp_path, "softmax", [{"trainer.lr": 0.02 + 0.01 * k} for k in range(3)], [0.7, 0.71, 0.72])
+    study = losses_study([f"study.root={tmp_path}"])
+    found = searches(study, ["softmax", "center"])
+    assert found["softmax"].pending_trials == 3 and found["center"].pending_trials == 0
+    assert _undecided(found, 12) == ["- `softmax`: search under way, round 0; 3 of its 12 trials have a record",
+                                     "- `center`: search under way, round 0; 0 of its 12 trials have a record"]
 
 
 def test_the_report_tables_only_records_at_the_chosen_settings() -> None:

@@ -61,7 +61,7 @@ def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[st
     return kept, skipped
 
 
-def _undecided(found: dict[str, EntrySearch]) -> list[str]:
+def _undecided(found: dict[str, EntrySearch], trials: int) -> list[str]:
     """A line per entry whose search is still running: its round and what that round searches."""
     lines = []
     for entry, search in found.items():
@@ -72,7 +72,8 @@ def _undecided(found: dict[str, EntrySearch]) -> list[str]:
         over = ", ".join(f"`{k}` over `{v}`" for k, v in pending.space.items() if first.get(k) != v)
         lines.append(f"- `{entry}`: search under way, round {pending.number}"
                      + (f" on a widened space ({over})" if over else "")
-                     + f"; {len(search.table)} trials of the earlier rounds complete")
+                     + f"; {search.pending_trials} of its {trials} trials have a record"
+                     + (f", {len(search.table)} trials of the earlier rounds" if pending.number else ""))
     return lines
 
 
@@ -158,7 +159,7 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         "## Chosen settings", "",
         *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _search_note(searched[entry], values)
           for entry, values in chosen.items()],
-        *_undecided(searched), "",
+        *_undecided(searched, int(study.cfg.search.trials)), "",
     ]
     for verifier, overrides in study.verifiers.items():
         name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]

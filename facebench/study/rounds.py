@@ -41,11 +41,13 @@ class Round:
 class EntrySearch:
     """An entry's rounds as far as its records go. ``pending`` is the round still to run (its
     records incomplete), None once the search is decided; ``table`` holds every complete trial
-    of the finished rounds (``round`` column; ``trial`` numbered on across rounds)."""
+    of the finished rounds (``round`` column; ``trial`` numbered on across rounds);
+    ``pending_trials`` counts the pending round's trials with a record so far."""
 
     rounds: list[Round]
     table: pd.DataFrame
     pending: Round | None
+    pending_trials: int = 0
 
     @property
     def space(self) -> dict[str, str]:
@@ -93,7 +95,7 @@ def entry_search(entry_root: Path, space: dict[str, str], search: Any) -> EntryS
         rounds.append(current)
         table = trials(current.root, keys, objective).head(wanted)
         if len(table) < wanted:
-            return EntrySearch(rounds, _joined(tables, keys, objective), current)
+            return EntrySearch(rounds, _joined(tables, keys, objective), current, len(table))
         tables.append(table.assign(round=current.number, trial=table["trial"] + current.number * wanted))
         edges = at_the_edge(best(_joined(tables, keys, objective), keys, objective), space)
         if not edges or current.number >= most:

@@ -240,4 +240,5 @@ class StackedDeepIDNet(nn.Module):
             c4 = self.conv4(pool3)
             joint = torch.cat([pool3.flatten(1).unflatten(0, (g, -1)), c4.flatten(1).unflatten(0, (g, -1))], dim=2)
         f = self.fc(joint).transpose(0, 1).flatten(1)
-        return torch.relu(self.fc_norm(f)).unflatten(1, (g, self.feature_dim))
+        f = self.fc_norm(f)
+        return (torch.relu(f) if self.cfg.feature_relu else f).unflatten(1, (g, self.feature_dim))
