@@ -94,12 +94,13 @@ def parity(backbone: torch.nn.Module, model: bytes, batches: tuple[int, ...] = C
 
 def trained_backbone(run_dir: Path, unit: Optional[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The run's backbone with its unit's trained weights, and what the metadata says of it."""
-    from facebench.run import checkpoint_key
+    from facebench.run import checkpoint_key, with_schema_defaults
 
     record = read_record(run_dir / RECORD_FILE)
     if record["status"] not in ("complete", "partial"):
         raise ExportError(f"{run_dir / RECORD_FILE}: status {record['status']}; only finished runs are exported")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    written = OmegaConf.load(run_dir / "config.yaml")
+    cfg = with_schema_defaults(written, get_registry())
     names = [row["name"] for row in record["units"]]
     rows = {row["name"]: row for row in record["units"]}
     one_model = record["regime"] == "unrestricted_labeled_outside"  # trained once, saved as model.pt
@@ -114,7 +115,7 @@ def trained_backbone(run_dir: Path, unit: Optional[str]) -> tuple[torch.nn.Modul
     torch.manual_seed(int(cfg.seed))
     backbone = get_registry().build("backbone", cfg.backbone, ctx)
     if getattr(backbone, "trainable", True):
-        checkpoint = Path(cfg.results_root) / "checkpoints" / checkpoint_key(cfg) / f"{unit}.pt"
+        checkpoint = Path(cfg.results_root) / "checkpoints" / checkpoint_key(written) / f"{unit}.pt"
         if not checkpoint.is_file():
             raise ExportError(f"{checkpoint}: the run's checkpoint for unit {unit} is not there (checkpoints stay under "
                               "results_root/checkpoints; was it deleted or made on another machine?)")

@@ -140,6 +140,25 @@ def check_values(cfg: DictConfig, registry: Registry) -> None:
         validate_node(cfg[group], registry.get(kind, cfg[group].name).schema, group)
 
 
+def with_schema_defaults(cfg: DictConfig, registry: Registry) -> DictConfig:
+    """A past run's config with every setting its schemas gained since filled in by its default.
+
+    Why: a run is rebuilt from its ``config.yaml`` (analyses, export) long after it ran, and a
+    setting added to a schema later (``backbone.feature_relu``) would be missing from it. A new
+    setting's default keeps the behaviour the code had before it, so the default is what the run
+    ran with. The run's keys (``config_key``, ``checkpoint_key``) stay those of the config as written."""
+    filled = cfg.copy()
+    schemas = {"trainer": TrainerConfig, "features": FeaturesConfig, "evaluation": EvaluationConfig}
+    for kind, group in RUN_KINDS.items():
+        if isinstance(filled.get(group), DictConfig) and filled[group].get("name") is not None:
+            schemas[group] = registry.get(kind, str(filled[group].name)).schema
+    for group, schema in schemas.items():
+        if isinstance(filled.get(group), DictConfig):
+            defaults = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(schema)))
+            filled[group] = OmegaConf.merge(defaults, filled[group])
+    return filled
+
+
 def check_pairing(cfg: DictConfig, dataset: Dataset, protocol: Protocol) -> None:
     """Refuse real training data scored on the synthetic benchmark (the config's default
     protocol): its number says nothing about real faces, and a user who named only ``data=``

@@ -290,6 +290,32 @@ def test_attribute_selectivity_reads_labels_matched_to_the_benchmark_images(tiny
     assert all(0 <= v["best_accuracy"] <= 1 for v in summary["attributes"].values())
 
 
+def test_a_run_written_before_a_setting_existed_is_rebuilt_with_its_default(tiny_runs: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """A config.yaml from before ``backbone.feature_relu`` existed: the analysis finds the run's
+    checkpoints under the key of the config as written and builds the net the run trained."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from facebench.run import checkpoint_key
+
+    source = tiny_runs["learned"]
+    cfg = OmegaConf.load(source / "config.yaml")
+    older = cfg.copy()
+    del older.backbone["feature_relu"]
+    root = Path(cfg.results_root)
+    shutil.copytree(root / "checkpoints" / checkpoint_key(cfg), root / "checkpoints" / checkpoint_key(older),
+                    dirs_exist_ok=True)
+    run_dir = tmp_path / "older"
+    run_dir.mkdir()
+    shutil.copyfile(source / "metrics.json", run_dir / "metrics.json")
+    OmegaConf.save(older, run_dir / "config.yaml")
+    then, now = AnalysedRun(run_dir, max_units=1), AnalysedRun(source, max_units=1)
+    assert then.cfg.backbone.feature_relu is True
+    np.testing.assert_array_equal(then.units[0].features, now.units[0].features)
+
+
 def test_a_verifier_is_fitted_once_per_unit_and_fitting_data(tiny_runs: dict[str, Path]) -> None:
     run = AnalysedRun(tiny_runs["learned"], max_units=1)
     model = run.units[0]

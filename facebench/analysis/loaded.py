@@ -2,7 +2,8 @@
 evaluated unit's trained network and test-time features.
 
 Everything comes from what the run left: ``config.yaml`` (checked as a run checks its config:
-no code targets, every value against its schema), ``metrics.json`` (complete or partial, no
+no code targets, every value against its schema; settings added to a schema since the run take
+their defaults), ``metrics.json`` (complete or partial, no
 error) and the checkpoints under ``<results_root>/checkpoints/<key>/``, which must hold the
 run's final step. Features are extracted exactly as the run extracted them (its flip mode, its
 input size), so an analysis measures the features the record scored.
@@ -25,7 +26,8 @@ from facebench.config import ConfigError, TrainerConfig
 from facebench.errors import FacebenchError
 from facebench.features import extract_features
 from facebench.results import RECORD_FILE, finished, read_record
-from facebench.run import Plan, UnitTraining, checkpoint_key, plan_run, unit_training
+from facebench.registry import get_registry
+from facebench.run import Plan, UnitTraining, checkpoint_key, plan_run, unit_training, with_schema_defaults
 from facebench.train import read_checkpoint
 
 log = logging.getLogger("facebench.analysis")
@@ -104,7 +106,8 @@ class AnalysedRun:
     def __init__(self, run_dir: Path, checkpoint_dir: Optional[Path] = None, max_units: Optional[int] = None) -> None:
         self.run_dir = Path(run_dir)
         self.record = load_record(self.run_dir)
-        self.cfg = load_config(self.run_dir)
+        written = load_config(self.run_dir)
+        self.cfg = with_schema_defaults(written, get_registry())
         self.plan: Plan = plan_run(self.cfg)
         self.bench = self.plan.protocol.load(self.plan.shape, self.cfg.cache_dir, self.cfg.on_bad_image)
         if not hasattr(self.bench, "image_index_of"):
@@ -114,7 +117,7 @@ class AnalysedRun:
         self.units_evaluated = [by_name[name] for name in evaluated]
         self.unit_list = self.units_evaluated[: max_units or None]
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else (
-            Path(self.cfg.results_root) / "checkpoints" / checkpoint_key(self.cfg))
+            Path(self.cfg.results_root) / "checkpoints" / checkpoint_key(written))
         self._fitted: dict[tuple[str, str, str], Verifier] = {}  # FitOnce's cache
         first = self.build_backbone()
         self.trainable = bool(getattr(first, "trainable", True))
