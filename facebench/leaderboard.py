@@ -464,20 +464,25 @@ averaged over seeds.</p>
 def save_forest_plot(path: Path, table: pd.DataFrame) -> bool:
     """Each entry's mean and confidence interval over seeds, one panel per protocol, regime and
     set of units, best at the top: which entries' intervals overlap is what a reader looks for.
-    Returns False when no row has an interval."""
-    rows = table[table["ci_low"].notna()]
-    if rows.empty:
+    An entry of one run (a deterministic floor such as raw pixels, or seeds still to come) is a
+    hollow point with no interval, so the floor stays in view. Returns False for an empty table."""
+    if table.empty:
         return False
     plt = pyplot()
-    panels = list(rows.groupby(["protocol", "regime", "units"], sort=True))
+    panels = list(table.groupby(["protocol", "regime", "units"], sort=True))
     height = max(2.5, 0.35 * max(len(p) for _, p in panels) + 1.2)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), height), dpi=110, squeeze=False)
     for ax, ((protocol, regime, _), part) in zip(axes[0], panels):
-        part = part.sort_values("mean")
+        part = part.sort_values("mean").reset_index(drop=True)
+        spread = part["ci_low"].notna()
         y = np.arange(len(part))
-        ax.errorbar(part["mean"], y, xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                    fmt="o", capsize=3, lw=1.2)
+        if spread.any():
+            ax.errorbar(part["mean"][spread], y[spread], fmt="o", capsize=3, lw=1.2, color="C0",
+                        xerr=[(part["mean"] - part["ci_low"])[spread], (part["ci_high"] - part["mean"])[spread]])
+        if (~spread).any():
+            ax.plot(part["mean"][~spread], y[~spread], "o", mfc="none", color="C0")
         labels = [f"{m} ({d})" if d else m for m, d in zip(part["method"], part["differs"])]
+        labels = [label + ("" if ci else " (1 run)") for label, ci in zip(labels, spread)]
         ax.set_yticks(y, [tex_safe(label) for label in labels], fontsize=8)
         ax.set_xlabel(f"{part['metric'].iloc[0]} (mean, {CONFIDENCE:.0%} CI over seeds)")
         ax.set_title(tex_safe(f"{protocol} ({regime})"), fontsize=9)

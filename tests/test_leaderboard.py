@@ -148,6 +148,21 @@ def test_the_page_shows_a_forest_plot(root: Path) -> None:
     assert (out / "forest.png").stat().st_size > 0 and 'src="forest.png"' in (out / "index.html").read_text()
 
 
+def test_an_entry_of_one_run_stays_on_the_forest_plot(tmp_path: Path) -> None:
+    """A floor that cannot vary (raw pixels: one run) or an entry whose seeds are still to come
+    has no interval, and is drawn anyway: the plot is what a reader compares entries against."""
+    runs = []
+    for method in ("A", "B"):
+        folder = tmp_path / method
+        folder.mkdir()
+        write_record(folder, record(method, 0, accuracies(method, 0)))
+        runs += lb.collect(folder)[0]
+    table = lb.leaderboard(runs)
+    assert table["ci_low"].isna().all()
+    assert lb.save_forest_plot(tmp_path / "forest.png", table) and (tmp_path / "forest.png").stat().st_size > 0
+    assert not lb.save_forest_plot(tmp_path / "none.png", table.iloc[0:0])
+
+
 def test_convergence_is_judged_on_the_entrys_curve_averaged_over_its_folds_and_seeds(tmp_path: Path) -> None:
     """One fold's curve on 500 pairs moves by a point or two by chance: a fold that rose 2
     points in the last quarter while the others stayed flat does not flag the entry."""
