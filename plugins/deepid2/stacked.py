@@ -193,6 +193,7 @@ class StackedDeepIDNet(nn.Module):
             setattr(self, stage, nn.Sequential(*(_stacked_layer(list(same)) for same in layers)))
         self.fc = BatchedLinear([net.fc for net in nets])
         self.fc_norm = _stacked_layer([net.fc_norm for net in nets])
+        self.fc_act = nets[0].fc_act  # the lone net's choice (ReLU or linear), stateless
         self.load_nets(nets)
 
     def load_nets(self, nets: list[DeepIDNet]) -> None:
@@ -240,5 +241,4 @@ class StackedDeepIDNet(nn.Module):
             c4 = self.conv4(pool3)
             joint = torch.cat([pool3.flatten(1).unflatten(0, (g, -1)), c4.flatten(1).unflatten(0, (g, -1))], dim=2)
         f = self.fc(joint).transpose(0, 1).flatten(1)
-        f = self.fc_norm(f)
-        return (torch.relu(f) if self.cfg.feature_relu else f).unflatten(1, (g, self.feature_dim))
+        return self.fc_act(self.fc_norm(f)).unflatten(1, (g, self.feature_dim))
