@@ -63,6 +63,18 @@ def test_the_losses_study_searches_view1_and_reports_view2() -> None:
     assert all("backbone.feature_relu=false" in s.argv for s in final) and "backbone.feature_relu=false" not in pixels
 
 
+def test_the_papers_claims_name_entries_of_the_study() -> None:
+    claims = losses_study().claims
+    assert ("deepid2", "beats", "softmax") in {(c.entry, c.kind, c.other) for c in claims}
+    assert {c.kind for c in claims} == {"beats", "ties"} and all(c.source for c in claims)
+    with pytest.raises(ConfigError, match=r"study.report.claims\[0\].beats: 'sphereface' is not an entry"):
+        losses_study(['study.report.claims=[{entry: arcface, beats: sphereface, source: "W. Liu 2017"}]'])
+    with pytest.raises(ConfigError, match=r"study.report.claims\[0\]: give \{entry"):
+        losses_study(['study.report.claims=[{entry: arcface, beats: softmax}]'])
+    with pytest.raises(ConfigError, match="two different entries"):
+        losses_study(['study.report.claims=[{entry: arcface, ties: arcface, source: x}]'])
+
+
 @pytest.mark.slow
 def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_path: Path) -> None:
     fixed = json.dumps([*TINY, "trainer.steps=4", "trainer.resume=true", "evaluation.curve_holdout=0.2"])

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from facebench.leaderboard import Run, holm, leaderboard
-from facebench.study.findings import floor_lines, pairwise, pairwise_lines
+from facebench.study.findings import Claim, claim_lines, floor_lines, pairwise, pairwise_lines
 
 FOLDS = [f"fold{i}" for i in range(1, 11)]
 
@@ -61,3 +61,18 @@ def test_an_entry_below_a_bar_is_named_as_a_bug_to_look_for() -> None:
     assert "| pixels | 6" in (below := "\n".join(floor_lines(table, "weak", {"min_margin": 0.0}))) and "missed: not above `weak`" in below
     assert floor_lines(table[table["method"] != "pixels"], "pixels", {}) == []
     assert floor_lines(table[table["method"] == "pixels"], "pixels", {}) == []
+
+
+def test_each_papers_claim_is_read_off_the_pairwise_tests() -> None:
+    runs = _study()
+    claims = [Claim("best", "beats", "low", "paper A"), Claim("low", "beats", "best", "paper B"),
+              Claim("close", "beats", "best", "paper C"), Claim("close", "ties", "best", "paper D"),
+              Claim("low", "ties", "close", "paper E"), Claim("best", "beats", "absent", "paper F")]
+    rows = {line.split("|")[1].strip(): line for line in claim_lines(runs, claims) if line.startswith("| `")}
+    assert rows["`best` beats `low`"].endswith("| holds |") and "paper A" in rows["`best` beats `low`"]
+    assert "contradicted: `best` ahead" in rows["`low` beats `best`"] and "| -" in rows["`low` beats `best`"]
+    assert "not shown: no test tells them apart here" in rows["`close` beats `best`"]
+    assert "holds: no test tells them apart" in rows["`close` ties `best`"]
+    assert "contradicted: `close` ahead" in rows["`low` ties `close`"]
+    assert len(rows) == 5  # a claim about an entry with no record yet waits for it
+    assert claim_lines(runs, []) == []

@@ -6,10 +6,13 @@ both were scored on, each side's per-fold accuracy first averaged over its seeds
 adjustment over all pairs of one verifier. And before any of it is read as a result, every entry
 is held to the study's bars against the no-training floor scored the same way (``report.bars``):
 an entry below one is a bug to look for (its learning curve, its search history), which the
-report says next to the number.
+report says next to the number. Last, what the papers claim (``report.claims``: one entry beats
+another, or two are as good as each other) is checked against the same pairwise tests, so the
+comparison with the literature is read off the records rather than written by hand.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Mapping
 
@@ -116,3 +119,43 @@ def floor_lines(table: pd.DataFrame, floor: str, bars: Mapping[str, Any]) -> lis
                       + f" `{floor}` ({floor_mean:.2%})")
     return [f"Bars every entry must clear here: {' and '.join(wanted)}.", "",
             *markdown_table(pd.DataFrame(rows)), ""]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim about two entries: ``entry`` beats ``other`` (``kind`` "beats") or no
+    test tells them apart (``kind`` "ties"), and who claims it (``source``)."""
+
+    entry: str
+    kind: str
+    other: str
+    source: str
+
+
+def claim_lines(runs: list[Run], claims: list[Claim]) -> list[str]:
+    """Each claim against this study's pairwise tests (Holm over all pairs): holds, not shown
+    (no test tells the two apart, for a claim that one beats the other), or contradicted."""
+    means = per_fold_means(runs)
+    pairs = pairwise(runs)
+    rows = []
+    for claim in claims:
+        if claim.entry not in means or claim.other not in means:
+            continue
+        row = pairs[((pairs["a"] == claim.entry) & (pairs["b"] == claim.other))
+                    | ((pairs["a"] == claim.other) & (pairs["b"] == claim.entry))].iloc[0]
+        ahead = str(row["a"])
+        delta = float(row["delta"]) if ahead == claim.entry else -float(row["delta"])
+        apart = told_apart(pairs, claim.entry, claim.other)
+        if claim.kind == "beats":
+            verdict = ("holds" if ahead == claim.entry else f"contradicted: `{claim.other}` ahead") if apart \
+                else "not shown: no test tells them apart here"
+        else:
+            verdict = f"contradicted: `{ahead}` ahead" if apart else "holds: no test tells them apart"
+        holm_p = "-" if np.isnan(row["holm"]) else f"{row['holm']:.2g}"
+        rows.append({"claim": f"`{claim.entry}` {claim.kind} `{claim.other}`", "source": claim.source,
+                     "difference": f"{delta * 100:+.2f} points", "Holm p": holm_p, "here": verdict})
+    if not rows:
+        return []
+    return [f"What the papers claim, against the tests above (difference: the claim's first entry minus its "
+            f"second, over common folds; a claim that one entry beats another holds where Holm p < {ALPHA} "
+            f"with it ahead).", "", *markdown_table(pd.DataFrame(rows)), ""]

@@ -1,9 +1,10 @@
 """A study's report, made from its records alone: ``<root>/REPORT.md`` (and REPORT.html) with one leaderboard per
 verifier (mean and 95% CI over seeds, paired tests over folds against the study's baseline
 entry, Holm-adjusted across entries; each entry against the floor's bars and every pair of
-entries tested, facebench.study.findings), what was fixed, the budget, the trials per entry, the
-CPU time every record says it took, and the plots (forest per verifier, learning curves, the
-searches' histories). Re-running it on the same records gives the same files.
+entries tested, and the papers' claims checked against those tests, facebench.study.findings),
+what was fixed, the budget, the trials per entry, the CPU time every record says it took, and
+the plots (forest per verifier, learning curves, the searches' histories). Re-running it on the
+same records gives the same files.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from facebench.html_page import html_page
 from facebench.leaderboard import Run, Skipped, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
-from facebench.study.findings import floor_lines, pairwise_lines
+from facebench.study.findings import claim_lines, floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge, component_value
 from facebench.study.rounds import EntrySearch
 from facebench.study.spec import Study
@@ -178,9 +179,13 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         against = floor_lines(table, str(floor), (study.cfg.report.get("bars") or {}).get(verifier) or {}) if floor else []
         if against:
             lines += [f"### `{verifier}`: against the floor `{floor}`", "", *against]
-        told = pairwise_lines([r for r in mine if r.method in study.entries])
+        entries = [r for r in mine if r.method in study.entries]
+        told = pairwise_lines(entries)
         if told:
             lines += [f"### `{verifier}`: which entries are told apart", "", *told]
+        claimed = claim_lines(entries, study.claims)
+        if claimed:
+            lines += [f"### `{verifier}`: the papers' claims", "", *claimed]
     curve_table = curves([r for r in runs if r.method in study.entries])
     if save_curves_plot(study.root / "learning-curves.png", curve_table):
         lines += ["## Learning curves", "", "![learning curves](learning-curves.png)", ""]

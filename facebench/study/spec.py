@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facebench.config import ConfigError, split_override
 from facebench.registry import Registry
+from facebench.study.findings import Claim
 from facebench.study.rounds import Round
 
 
@@ -40,6 +41,27 @@ def _overrides(node: Any, key: str) -> list[str]:
     if not OmegaConf.is_list(node) or not all(isinstance(v, str) for v in node):
         raise ConfigError(f"study.{key}: give a list of override strings (key=value)")
     return [str(v) for v in node]
+
+
+def _claims(node: Any, entries: dict[str, list[str]]) -> list[Claim]:
+    """``report.claims`` read and checked: each names two of the study's entries, what is
+    claimed of them (``beats`` or ``ties``) and who claims it."""
+    claims = []
+    for index, item in enumerate(node or []):
+        where = f"study.report.claims[{index}]"
+        kinds = [k for k in ("beats", "ties") if OmegaConf.is_dict(item) and k in item]
+        if not OmegaConf.is_dict(item) or len(kinds) != 1 or not item.get("entry") or not item.get("source"):
+            raise ConfigError(f"{where}: give {{entry: <entry>, beats: <entry>, source: <who claims it>}} "
+                              "(or ties: <entry> for a claim that the two are as good as each other)")
+        kind = kinds[0]
+        for key in ("entry", kind):
+            if str(item[key]) not in entries:
+                raise ConfigError(f"{where}.{key}: {item[key]!r} is not an entry of the study; "
+                                  f"name one of {sorted(entries)}")
+        if str(item.entry) == str(item[kind]):
+            raise ConfigError(f"{where}: a claim compares two different entries")
+        claims.append(Claim(str(item.entry), kind, str(item[kind]), str(item.source)))
+    return claims
 
 
 def _key(override: str) -> str:
@@ -71,6 +93,7 @@ class Study:
         if not self.entries or not self.verifiers:
             raise ConfigError(f"study {self.name}: needs at least one entry and one verifier")
         self.spaces = {name: self._space(name, registry) for name in self.entries}
+        self.claims = _claims((cfg.get("report") or {}).get("claims"), self.entries)
 
     def _loss(self, entry: str) -> str:
         chosen = [o.split("=", 1)[1] for o in self.fixed + self.entries[entry] if o.startswith("loss=")]
