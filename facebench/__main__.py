@@ -84,12 +84,14 @@ def task(cfg: DictConfig) -> dict:
 
 
 def objective_value(cfg: DictConfig, record: dict) -> Any:
-    """The record, or with ``objective=<metric>`` that metric as a float (NaN when the run has
-    none: an optimising sweeper counts the trial as failed)."""
+    """The record, or with ``objective=<metric>`` that metric as a float; None when the run has
+    none (it failed or diverged): hydra-optuna-sweeper then tells Optuna the trial failed and
+    asks the next one. Not NaN: the sweeper hands a NaN back with the failure, which Optuna
+    refuses, and the whole search stops."""
     if not cfg.objective:
         return record
     value = record.get("metrics", {}).get(cfg.objective)
-    return float(value) if isinstance(value, (int, float)) else float("nan")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def check_component_overrides(argv: list[str], registry: Registry) -> None:

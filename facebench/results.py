@@ -162,6 +162,12 @@ def finished(record: dict[str, Any]) -> bool:
     return record.get("status") in ("complete", "partial") and not record.get("error")
 
 
+def diverged(record: dict[str, Any]) -> bool:
+    """A failed record whose training diverged (facebench.train.TrainingDiverged): in a search,
+    a setting that was tried and has no score, not a run that broke."""
+    return record.get("status") == "failed" and str(record.get("error") or "").startswith("TrainingDiverged:")
+
+
 REQUIRED = ("schema_version", "status", "method", "protocol", "regime", "metrics", "units")
 
 

@@ -7,7 +7,10 @@ failed job and skips ``on_multirun_end``. facebench instead ends a failed job in
 status ``failed`` and the error, logs the error and returns that record, so Hydra sees a
 finished job. :class:`SweepSummary` (registered in ``conf/config.yaml`` under
 ``hydra.callbacks``) then reads every record under the sweep directory, prints which runs
-completed and which failed with their error, and exits with status 1 if any failed.
+completed and which failed with their error, and exits with status 1 if any failed. In an
+optimising sweep (``objective`` set) a training that diverged is not a failure of the sweep: the
+optimiser asked for a setting that diverges and was told the trial failed (``objective_value``);
+the summary counts such trials apart and the sweep succeeds.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from facebench.labels import run_label
-from facebench.results import RECORD_FILE, RecordError, read_record, write_record
+from facebench.results import RECORD_FILE, RecordError, diverged, read_record, write_record
 
 log = logging.getLogger("facebench")
 
@@ -81,7 +84,8 @@ def _job_overrides(job_dir: Path, output_subdir: Any) -> list[str]:
 
 
 class SweepSummary(Callback):
-    """Prints, after a multirun, how its runs ended; exit status 1 when any run failed."""
+    """Prints, after a multirun, how its runs ended; exit status 1 when any run failed (a
+    diverged trial of an optimising sweep is tried, not failed)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -93,12 +97,15 @@ class SweepSummary(Callback):
                 records.append((path.parent, {"status": "failed", "error": str(exc)}))
         if not records:
             return
-        counts = {s: sum(r["status"] == s for _, r in records) for s in ("complete", "partial", "failed")}
+        optimising = bool(OmegaConf.select(config, "objective", default=None))
+        outcome = {d: "diverged" if optimising and diverged(r) else r["status"] for d, r in records}
+        counts = {s: sum(o == s for o in outcome.values()) for s in ("complete", "partial", "diverged", "failed")}
         print(
             f"facebench: sweep {sweep_dir}: {len(records)} runs, "
             + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+            + (" (diverged: settings the optimiser tried, told to it as failed trials)" if counts["diverged"] else "")
         )
-        failed = [(d, r) for d, r in records if r["status"] == "failed"]
+        failed = [(d, r) for d, r in records if outcome[d] == "failed"]
         if not failed:
             return
         subdir = OmegaConf.select(config, "hydra.output_subdir", default=None)

@@ -4,7 +4,6 @@ the config checks."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +41,28 @@ def test_a_sweep_run_twice_runs_each_job_once(tmp_path: Path) -> None:
 def test_the_objective_is_returned_as_a_number() -> None:
     cfg = compose(["objective=mean_accuracy"])
     assert objective_value(cfg, {"metrics": {"mean_accuracy": 0.81}}) == pytest.approx(0.81)
-    assert math.isnan(objective_value(cfg, {"status": "failed", "metrics": {}}))  # a failed trial, for the sweeper
+    assert objective_value(cfg, {"status": "failed", "metrics": {}}) is None  # a failed trial, for the sweeper
     record = {"metrics": {}}
     assert objective_value(compose([]), record) is record
+
+
+def test_an_optimising_sweep_goes_on_past_a_diverged_trial_and_a_grid_sweep_fails_on_one(tmp_path: Path) -> None:
+    """Optuna is told a diverged trial failed and asks the next one; the sweep succeeds, counting
+    it apart. (A NaN objective stopped the whole search: hydra-optuna-sweeper 1.3.0 hands the
+    NaN back to Optuna with the failure, which Optuna refuses.)"""
+    common = [sys.executable, "-m", "facebench", "-m", "+method=deepid", *TINY, "trainer.optimizer=sgd",
+              f"results_root={tmp_path}"]
+    search = subprocess.run([*common, f"hydra.sweep.dir={tmp_path}/search", "objective=mean_accuracy",
+                             "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.seed=0",
+                             "hydra.sweeper.max_failure_rate=1.0", "trainer.lr=choice(0.01, 100000000.0)"],
+                            capture_output=True, text=True, timeout=300)
+    assert search.returncode == 0, search.stderr[-2000:]
+    assert "4 runs, 1 complete, 3 diverged" in search.stdout
+    records = [json.loads(p.read_text()) for p in (tmp_path / "search").rglob("metrics.json")]
+    assert sorted(r["status"] for r in records) == ["complete", "failed", "failed", "failed"]
+    grid = subprocess.run([*common, f"hydra.sweep.dir={tmp_path}/grid", "trainer.lr=100000000.0"],
+                          capture_output=True, text=True, timeout=300)
+    assert grid.returncode == 1 and "1 runs, 1 failed" in grid.stdout and "TrainingDiverged" in grid.stderr
 
 
 def test_interval_sweeps_pass_the_code_target_check() -> None:

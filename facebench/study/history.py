@@ -18,11 +18,9 @@ import pandas as pd
 
 from facebench.config import ConfigError
 from facebench.plots import pyplot, save_figure
-from facebench.results import RECORD_FILE, RecordError, finished, read_record
+from facebench.results import RECORD_FILE, RecordError, diverged, finished, read_record
 
 _JOB = re.compile(r"^(\d+)-")
-#: The error a record of a diverged training names (facebench.train.TrainingDiverged).
-DIVERGED = "TrainingDiverged"
 
 
 def component_value(components: dict[str, Any], key: str) -> Any:
@@ -50,7 +48,7 @@ def trials(root: Path, keys: list[str], objective: str) -> pd.DataFrame:
             continue
         if finished(record):
             value = (record.get("metrics") or {}).get(objective)
-        elif str(record.get("error") or "").startswith(f"{DIVERGED}:"):
+        elif diverged(record):
             value = math.nan  # a trial whose settings diverge: tried, and no score
         else:
             continue  # interrupted (resumed by the next sitting) or broken: not a trial yet

@@ -139,6 +139,8 @@ class Study:
             "hydra.sweeper.n_jobs=1",
             f"hydra.sweeper.sampler.seed={int(search.seed)}",
             f"hydra.sweeper.sampler.n_startup_trials={int(search.startup_trials)}",
+            # a trial that diverges is a failed trial to Optuna, and the search goes on
+            "hydra.sweeper.max_failure_rate=1.0",
             *[f"{key}={expression}" for key, expression in round_.space.items()],
         ]
         return Sweep("search", entry, verifier, root, argv)
