@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from facebench.config import ConfigError
 from facebench.study import rounds
+from facebench.study.report import _search_note, _search_score
 from facebench.study.rounds import entry_search, widen
 
 SPACE = {"trainer.lr": "tag(log, interval(0.01, 0.5))", "loss.margin": "interval(0.3, 1.6)"}
@@ -47,12 +48,17 @@ def test_a_best_trial_at_a_bound_asks_for_a_round_on_the_widened_space(monkeypat
     assert len(search.table) == 3
 
     # the second round's trials complete: the choice is the best of both rounds, numbered on
-    _fake_records(monkeypatch, {tmp_path: first, tmp_path / "round-1": [(0.9, 0.8, 0.83), (1.9, 0.8, 0.60),
+    _fake_records(monkeypatch, {tmp_path: first, tmp_path / "round-1": [(0.9, 0.8, 0.83), (1.9, 0.8, float("nan")),
                                                                         (0.3, 0.9, 0.77)]})
     search = entry_search(tmp_path, SPACE, SEARCH)
     assert search.pending is None and list(search.table["trial"]) == [0, 1, 2, 3, 4, 5]
     assert list(search.table["round"]) == [0, 0, 0, 1, 1, 1]
     assert search.widened == {"trainer.lr": "tag(log, interval(0.01, 2))"}
+    # the report's line: the choice's score, what it was chosen from, where it was searched
+    assert _search_score(search, "mean_accuracy") == (": 83.00% `mean_accuracy` on the search protocol, the best of 6 "
+                                                      "trials in 2 rounds, 1 of them diverged")
+    assert _search_note(search, {"trainer.lr": 0.9, "loss.margin": 0.8}) == (
+        " (searched again on a widened space: `trainer.lr` over `tag(log, interval(0.01, 2))`)")
 
 
 def test_no_round_is_added_inside_the_space_or_past_the_rounds_allowed(monkeypatch: pytest.MonkeyPatch,

@@ -87,13 +87,21 @@ def _widening(study: Study) -> str:
             f"of {widen.factor:g}, and its choice is the best trial of all its rounds")
 
 
+def _search_score(search: EntrySearch, objective: str) -> str:
+    """The chosen trial's score and how many trials it was chosen from (diverged ones counted)."""
+    scores = search.table[objective]
+    diverged = int(scores.isna().sum())
+    rounds = len(search.rounds)
+    return (f": {scores.max():.2%} `{objective}` on the search protocol, the best of {len(scores)} trials"
+            + (f" in {rounds} rounds" if rounds > 1 else "") + (f", {diverged} of them diverged" if diverged else ""))
+
+
 def _search_note(search: EntrySearch, values: dict[str, Any]) -> str:
     """Which of the entry's settings were searched again on a widened space, and which chosen
     values still lie at a bound of the last space searched."""
     notes = []
     if search.widened:
-        notes.append(f"searched again on a widened space ({len(search.rounds)} rounds, {len(search.table)} trials): "
-                     + ", ".join(f"`{k}` over `{v}`" for k, v in search.widened.items()))
+        notes.append("searched again on a widened space: " + ", ".join(f"`{k}` over `{v}`" for k, v in search.widened.items()))
     edges = at_the_edge(values, search.space)
     if edges:
         notes.append("at the edge of the searched space: " + ", ".join(f"`{k}` at its {b}" for k, b in edges.items())
@@ -158,7 +166,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
         + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
         "## Chosen settings", "",
-        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items()) + _search_note(searched[entry], values)
+        *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items())
+          + _search_score(searched[entry], str(study.cfg.search.objective)) + _search_note(searched[entry], values)
           for entry, values in chosen.items()],
         *_undecided(searched, int(study.cfg.search.trials)), "",
     ]
