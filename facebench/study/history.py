@@ -124,8 +124,9 @@ def write_history(root: Path, table: pd.DataFrame) -> None:
 
 
 def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) -> None:
-    """One panel per entry: each trial's score and the best so far, a dotted line where a
-    round on a widened space (facebench.study.rounds) begins."""
+    """One panel per entry: each trial's score and the best so far, a cross at the foot for each
+    trial that diverged, a dotted line where a round on a widened space (facebench.study.rounds)
+    begins."""
     n = len(histories)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
@@ -134,6 +135,10 @@ def save_plot(path: Path, histories: dict[str, pd.DataFrame], objective: str) ->
         scored = table.dropna(subset=[objective])
         ax.plot(scored["trial"], scored[objective], "o", ms=4, label="trial")
         ax.plot(scored["trial"], scored[objective].cummax(), "-", lw=1.2, label="best so far")
+        diverged = table[table[objective].isna()]
+        if len(diverged):  # tried, no score: marked along the panel's foot
+            ax.plot(diverged["trial"], [0.03] * len(diverged), "x", color="tab:red", ms=4, label="diverged",
+                    transform=ax.get_xaxis_transform())
         for start in scored.groupby("round")["trial"].min().iloc[1:] if "round" in scored else []:
             ax.axvline(start - 0.5, ls=":", color="grey", lw=1)
         ax.set_title(entry, fontsize=9)
