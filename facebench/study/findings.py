@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -54,9 +54,15 @@ def pairwise(runs: list[Run]) -> pd.DataFrame:
     return table
 
 
-def told_apart(pairs: pd.DataFrame, first: str, second: str) -> bool:
+def pair_row(pairs: pd.DataFrame, first: str, second: str) -> Optional[pd.Series]:
+    """The row of ``pairwise``'s table that compares the two entries, in either order; None if none."""
     row = pairs[((pairs["a"] == first) & (pairs["b"] == second)) | ((pairs["a"] == second) & (pairs["b"] == first))]
-    return bool(len(row)) and bool(row["holm"].iloc[0] < ALPHA)
+    return row.iloc[0] if len(row) else None
+
+
+def told_apart(pairs: pd.DataFrame, first: str, second: str) -> bool:
+    row = pair_row(pairs, first, second)
+    return row is not None and bool(row["holm"] < ALPHA)
 
 
 def pairwise_lines(runs: list[Run]) -> list[str]:
@@ -135,17 +141,15 @@ class Claim:
 def claim_lines(runs: list[Run], claims: list[Claim]) -> list[str]:
     """Each claim against this study's pairwise tests (Holm over all pairs): holds, not shown
     (no test tells the two apart, for a claim that one beats the other), or contradicted."""
-    means = per_fold_means(runs)
     pairs = pairwise(runs)
     rows = []
     for claim in claims:
-        if claim.entry not in means or claim.other not in means:
+        row = pair_row(pairs, claim.entry, claim.other)
+        if row is None:  # an entry with no record yet
             continue
-        row = pairs[((pairs["a"] == claim.entry) & (pairs["b"] == claim.other))
-                    | ((pairs["a"] == claim.other) & (pairs["b"] == claim.entry))].iloc[0]
         ahead = str(row["a"])
         delta = float(row["delta"]) if ahead == claim.entry else -float(row["delta"])
-        apart = told_apart(pairs, claim.entry, claim.other)
+        apart = bool(row["holm"] < ALPHA)
         if claim.kind == "beats":
             verdict = ("holds" if ahead == claim.entry else f"contradicted: `{claim.other}` ahead") if apart \
                 else "not shown: no test tells them apart here"
