@@ -115,14 +115,21 @@ def thread_settings() -> dict[str, Any]:
     }
 
 
-def git_commit() -> Optional[str]:
-    here = Path(__file__).resolve().parent
+def git_commit(source: Optional[Path] = None) -> Optional[str]:
+    """The commit of the code a record was made with, ``-dirty`` when tracked code differs from it.
+
+    Changes under the repository's ``results/`` do not count: a study rewrites its own tracked
+    outputs there (the search's chosen settings, its plots) while it runs, and marking every later
+    record dirty for that would hide the one difference that matters, edited code or config.
+    """
+    here = source or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"],
+            cwd=here, capture_output=True, text=True, timeout=5,
         ).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

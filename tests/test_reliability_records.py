@@ -169,3 +169,24 @@ def test_a_run_directory_is_never_reused(tmp_path: Path, monkeypatch: pytest.Mon
         while True:  # the timestamp has one-second resolution: collide within the same second
             new_run_dir(tmp_path, "m")
     assert json.loads((first / "metrics.json").read_text()) == {"mine": True}
+
+
+def test_a_record_is_dirty_for_edited_code_and_not_for_a_studys_own_outputs(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "chosen.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+
+    (tmp_path / "results" / "chosen.json").write_text('{"softmax": {}}\n')
+    assert results.git_commit(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert results.git_commit(tmp_path / "pkg") == head + "-dirty"
