@@ -48,3 +48,13 @@ def test_the_committed_leaderboard_is_what_its_command_makes_from_the_committed_
     for report in ("REPORT.md", "REPORT.html"):
         study = Path("results") / "studies" / "losses" / report
         assert (tmp_path / study).read_text() == (REPO / study).read_text()
+
+
+def test_the_readmes_headline_is_the_studys_summary_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- study:summary -->\n(.*?)\n<!-- /study:summary -->", readme, re.DOTALL)
+    assert block, "README.md must hold the study's summary between <!-- study:summary --> markers"
+    report = (REPO / "results" / "studies" / "losses" / "REPORT.md").read_text()
+    summary = re.search(r"^## Summary\n\n(.*?)\n\n", report, re.DOTALL | re.MULTILINE)
+    assert summary, "the study's REPORT.md has no summary: run its report stage"
+    assert block.group(1) == summary.group(1), "copy REPORT.md's summary table into README.md's study:summary block"

@@ -76,3 +76,19 @@ def test_each_papers_claim_is_read_off_the_pairwise_tests() -> None:
     assert "contradicted: `close` ahead" in rows["`low` ties `close`"]
     assert len(rows) == 5  # a claim about an entry with no record yet waits for it
     assert claim_lines(runs, []) == []
+
+
+def test_the_summary_puts_each_entrys_verifiers_side_by_side_with_its_holm_test() -> None:
+    from facebench.study.report import summary_lines
+
+    runs = _study()
+    cosine = leaderboard(runs, "low")
+    jb = leaderboard([r for r in runs if r.method != "close"], "low")
+    lines = summary_lines({"cosine": cosine, "jb": jb}, "low")
+    assert lines[0] == "| entry | cosine | cosine vs low (Holm p) | jb | jb vs low (Holm p) | runs | flags |"
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines[2:]}
+    assert list(rows) == ["best", "close", "low"]  # the first verifier's ranking
+    best = cosine.set_index("method").loc["best"]
+    assert rows["best"][1] == f"{best['mean']:.2%} (95% CI {best['ci_low']:.2%} to {best['ci_high']:.2%})"
+    assert rows["best"][2] == f"{best['delta']:+.2%} (p={best['t_pvalue_holm']:.3g})"
+    assert rows["low"][2] == "baseline" and rows["close"][3] == "" and rows["best"][5] == "3 x 10 folds"

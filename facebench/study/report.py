@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from facebench.html_page import html_page
-from facebench.leaderboard import Run, Skipped, collect, display_table, leaderboard, markdown_table, save_forest_plot
+from facebench.leaderboard import CONFIDENCE, Run, Skipped, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
 from facebench.results import read_record, write_text
 from facebench.study.findings import claim_lines, floor_lines, pairwise_lines
@@ -109,6 +109,36 @@ def _search_note(search: EntrySearch, values: dict[str, Any]) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _mean_cell(row: pd.Series) -> str:
+    ci = "n=1, no CI" if row["n_runs"] == 1 else f"{CONFIDENCE:.0%} CI {row['ci_low']:.2%} to {row['ci_high']:.2%}"
+    return f"{row['mean']:.2%} ({ci})"
+
+
+def summary_lines(tables: dict[str, pd.DataFrame], baseline: str) -> list[str]:
+    """One table of every entry's result under each verifier (mean and CI over seeds, its paired
+    test against ``baseline`` Holm-adjusted) and its flags: the study's answer at a glance, the
+    table the README shows. Rows follow the first verifier's ranking."""
+    order: list[str] = []
+    for table in tables.values():
+        order += [m for m in table["method"] if m not in order]
+    columns: dict[str, list[str]] = {"entry": order}
+    runs = {m: set() for m in order}
+    flags = {m: set() for m in order}
+    for verifier, table in tables.items():
+        rows = {row["method"]: row for _, row in table.iterrows()}
+        columns[verifier] = [_mean_cell(rows[m]) if m in rows else "" for m in order]
+        if "t_pvalue_holm" in table:
+            columns[f"{verifier} vs {baseline} (Holm p)"] = [
+                "baseline" if m == baseline else "" if m not in rows or pd.isna(rows[m]["t_pvalue_holm"])
+                else f"{rows[m]['delta']:+.2%} (p={rows[m]['t_pvalue_holm']:.3g})" for m in order]
+        for m, row in rows.items():
+            runs[m].add(f"{row['n_runs']} x {row['n_units']} folds")
+            flags[m].update(f for f in str(row["flags"]).split(", ") if f)
+    columns["runs"] = [", ".join(sorted(runs[m])) for m in order]
+    columns["flags"] = [", ".join(sorted(flags[m])) for m in order]
+    return markdown_table(pd.DataFrame(columns))
+
+
 def curves(runs: list[Run]) -> pd.DataFrame:
     """Mean validation accuracy at each budget fraction, per entry, over its runs' units."""
     rows = []
@@ -171,14 +201,20 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
           for entry, values in chosen.items()],
         *_undecided(searched, int(study.cfg.search.trials)), "",
     ]
+    tables = {}
     for verifier, overrides in study.verifiers.items():
         name = [o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")][-1]
         mine = [r for r in runs if _verifier(r) == name]
-        if not mine:
+        if mine:
+            known = {r.method for r in mine}
+            tables[verifier] = (mine, leaderboard(mine, baseline if baseline in known else None))
+    if tables:
+        lines += ["## Summary", "", *summary_lines({v: t for v, (_, t) in tables.items()}, baseline), ""]
+    for verifier in study.verifiers:
+        if verifier not in tables:
             lines += [f"## Verifier `{verifier}`", "", "No complete records yet.", ""]
             continue
-        known = {r.method for r in mine}
-        table = leaderboard(mine, baseline if baseline in known else None)
+        mine, table = tables[verifier]
         plot = f"forest-{verifier}.png"
         has_plot = save_forest_plot(study.root / plot, table)
         lines += [f"## Verifier `{verifier}`", "", *markdown_table(display_table(table)), ""]
