@@ -56,7 +56,8 @@ def test_a_best_trial_at_a_bound_asks_for_a_round_on_the_widened_space(monkeypat
     assert search.widened == {"trainer.lr": "tag(log, interval(0.01, 2))"}
     # the report's line: the choice's score, what it was chosen from, where it was searched
     assert _search_score(search, "mean_accuracy") == (": 83.00% `mean_accuracy` on the search protocol, the best of 6 "
-                                                      "trials in 2 rounds, 1 of them diverged")
+                                                      "trials in 2 rounds, 1 of them diverged; 79.00% after the first "
+                                                      "round's 3")
     assert _search_note(search, {"trainer.lr": 0.9, "loss.margin": 0.8}) == (
         " (searched again on a widened space: `trainer.lr` over `tag(log, interval(0.01, 2))`)")
 

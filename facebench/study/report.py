@@ -88,12 +88,16 @@ def _widening(study: Study) -> str:
 
 
 def _search_score(search: EntrySearch, objective: str) -> str:
-    """The chosen trial's score and how many trials it was chosen from (diverged ones counted)."""
+    """The chosen trial's score and how many trials it was chosen from (diverged ones counted);
+    for an entry searched in more than one round, also its best after the first round, the score
+    every entry had the same number of trials to reach."""
     scores = search.table[objective]
     diverged = int(scores.isna().sum())
     rounds = len(search.rounds)
+    first = scores[search.table["round"] == 0]
     return (f": {scores.max():.2%} `{objective}` on the search protocol, the best of {len(scores)} trials"
-            + (f" in {rounds} rounds" if rounds > 1 else "") + (f", {diverged} of them diverged" if diverged else ""))
+            + (f" in {rounds} rounds" if rounds > 1 else "") + (f", {diverged} of them diverged" if diverged else "")
+            + (f"; {first.max():.2%} after the first round's {len(first)}" if rounds > 1 else ""))
 
 
 def _search_note(search: EntrySearch, values: dict[str, Any]) -> str:
