@@ -212,8 +212,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         if mine:
             known = {r.method for r in mine}
             tables[verifier] = (mine, leaderboard(mine, baseline if baseline in known else None))
-    if tables:
-        lines += ["## Summary", "", *summary_lines({v: t for v, (_, t) in tables.items()}, baseline), ""]
+    lines += ["## Summary", "", *(summary_lines({v: t for v, (_, t) in tables.items()}, baseline) if tables
+                                   else ["No complete records yet."]), ""]
     for verifier in study.verifiers:
         if verifier not in tables:
             lines += [f"## Verifier `{verifier}`", "", "No complete records yet.", ""]
