@@ -114,6 +114,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
         assert f'<img src="{plot}"' in (tmp_path / "REPORT.html").read_text()
     page = (tmp_path / "published" / "LEADERBOARD.md").read_text()
     assert "core-hours" in report and "Final and baseline runs made at commit `" in report
+    assert "Search trials made at commit `" in report and "(more than one" not in report
     assert "stage=report" in page and "### Verifier `cosine`" in page and "## Reproduction presets" in page
     assert "](../forest-cosine.png)" in page and "| pixels | " in page.split("## Reproduction presets")[1]
 

@@ -46,6 +46,12 @@ def _cost(root: Path) -> tuple[float, float, set[str]]:
     return wall, core, commits
 
 
+def _made_at(what: str, commits: set[str]) -> str:
+    """Which commit(s) records were made at; more than one is called out."""
+    return (f"{what} made at commit " + (", ".join(f"`{c}`" for c in sorted(commits)) or "(none yet)")
+            + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".")
+
+
 def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[str, Any]],
                         skipped: list[Skipped]) -> tuple[list[Run], list[Skipped]]:
     """The runs of the study's entries made at their chosen settings; any other (made before a
@@ -178,11 +184,11 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         skipped += missed
     runs, skipped = _at_chosen_settings(study, runs, chosen, skipped)
     baseline = str(study.cfg.report.baseline)
-    search_wall, search_core, _ = _cost(study.root / "search")
+    search_wall, search_core, search_commits = _cost(study.root / "search")
     final_costs = [_cost(study.root / p) for p in ("final", "baselines") if (study.root / p).is_dir()]
     final_wall = sum(c[0] for c in final_costs)
     final_core = sum(c[1] for c in final_costs)
-    commits = sorted(set().union(*(c[2] for c in final_costs))) if final_costs else []
+    commits: set[str] = set().union(*(c[2] for c in final_costs))
     lines = [
         f"# Study `{study.name}`", "",
         "Made by `python -m facebench.study study=" + study.name + " stage=report` from the records under "
@@ -197,8 +203,7 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         f"Compute in the records (each run's wall time x the torch threads it ran on): searches "
         f"{search_core / 3600:.1f} core-hours ({search_wall / 3600:.1f} h of runs), final and baseline runs "
         f"{final_core / 3600:.1f} core-hours ({final_wall / 3600:.1f} h of runs).", "",
-        "Final and baseline runs made at commit " + (", ".join(f"`{c}`" for c in commits) or "(none yet)")
-        + (" (more than one: not one code version)" if len(commits) > 1 else "") + ".", "",
+        _made_at("Search trials", search_commits), _made_at("Final and baseline runs", commits), "",
         "## Chosen settings", "",
         *[f"- `{entry}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items())
           + _search_score(searched[entry], str(study.cfg.search.objective)) + _search_note(searched[entry], values)
