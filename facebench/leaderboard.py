@@ -10,6 +10,11 @@ What counts, and why:
 - A ``partial`` run (a subset of folds chosen with ``protocol.folds``) counts, but only in a
   group with the same evaluated units: units are part of the group key, so a 3-fold mean is
   never averaged with, or tested against, a 10-fold one.
+- One seed's records of disjoint units (a run made one fold per job, ``protocol.folds=[k]``, as
+  a study's final runs are) count as the one run they make together: its units are theirs, its
+  value the mean of their per-unit values (joined only where each record's primary metric is that
+  mean), its flags theirs with convergence judged on their curves together. Its ROC is not
+  rebuilt (the parts keep only down-sampled curves), so it is left out of the ROC overlay.
 - A group is one method, protocol (name and settings), regime, set of evaluated units and
   settings (a hash of the components' config; the run seed is not in it, so seeds pool).
   Re-running one seed does not add evidence: of several records with the same seed in a group
@@ -92,6 +97,8 @@ class Run:
     flags: tuple[str, ...] = ()
     #: Each unit's learning curve (facebench.learning_curve), where the run measured one.
     curves: tuple[list[dict[str, float]], ...] = ()
+    #: The records a run made one part (fold) per job was joined from; empty: one record.
+    parts: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -212,7 +219,8 @@ def collect(root: Path, exclude: Optional[Path] = None) -> tuple[list[Run], list
                 skipped.append(Skipped(here / RECORD_FILE, str(exc)))
         elif has_marker:
             skipped.append(Skipped(here, f"run directory without {RECORD_FILE} (running, killed or failed before the record)"))
-    return _drop_repeated_seeds(runs, skipped)
+    runs, skipped = _drop_repeated_seeds(runs, skipped)
+    return _join_parts(runs), skipped
 
 
 def _drop_repeated_seeds(runs: list[Run], skipped: list[Skipped]) -> tuple[list[Run], list[Skipped]]:
@@ -225,6 +233,42 @@ def _drop_repeated_seeds(runs: list[Run], skipped: list[Skipped]) -> tuple[list[
             skipped.append(Skipped(newest[key].path, f"superseded by {run.path} (same settings and seed {run.seed})"))
         newest[key] = run
     return list(newest.values()), skipped
+
+
+def _join_parts(runs: list[Run]) -> list[Run]:
+    """Each seed's records of disjoint units of one method, settings, protocol and regime as one
+    run; records whose units overlap, or whose primary metric is not the mean of their per-unit
+    values, stay as they are."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        key = (run.method, run.settings, run.protocol, run.regime, run.seed)
+        groups.setdefault(key if run.seed is not None else key + (run.path,), []).append(run)
+    joined = []
+    for parts in groups.values():
+        units = [u for r in parts for u in r.units]
+        means = all(math.isclose(r.value, float(np.mean(list(r.unit_values.values()))), abs_tol=1e-9) for r in parts)
+        joined += [_joined(parts)] if len(parts) > 1 and len(units) == len(set(units)) and means else parts
+    return joined
+
+
+def _joined(parts: list[Run]) -> Run:
+    parts = sorted(parts, key=lambda r: r.units)
+    values = {u: v for r in parts for u, v in r.unit_values.items()}
+    units = tuple(sorted(values))
+    total = parts[0].units_total
+    curves = tuple(c for r in parts for c in r.curves)
+    flags = {f for r in parts for f in r.flags if f != NOT_CONVERGED}
+    if still_improving(mean_curve(list(curves))):
+        flags.add(NOT_CONVERGED)
+    first = parts[0]
+    return Run(
+        path=first.path, method=first.method, settings=first.settings, components=first.components,
+        protocol=first.protocol, regime=first.regime, units=units, units_total=total, seed=first.seed,
+        metric=first.metric, value=float(np.mean([values[u] for u in units])), unit_values=values,
+        partial=len(units) < total if total else any(r.partial for r in parts), roc=None,
+        machine="; ".join(sorted({r.machine for r in parts})), flags=tuple(sorted(flags)), curves=curves,
+        parts=tuple(r.path for r in parts),
+    )
 
 
 def _differences(runs: list[Run]) -> dict[tuple[str, str], str]:

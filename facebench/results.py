@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -167,6 +167,18 @@ def finished(record: dict[str, Any]) -> bool:
     """A record a result may be read from: complete, or partial (the folds ``protocol.folds``
     chose), and no error."""
     return record.get("status") in ("complete", "partial") and not record.get("error")
+
+
+def finished_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record under ``root`` a result may be read from, with its path; unreadable ones are
+    passed over (the leaderboard lists them, a resume must not stop on them)."""
+    for path in root.rglob(RECORD_FILE):
+        try:
+            record = read_record(path)
+        except RecordError:
+            continue
+        if finished(record):
+            yield path, record
 
 
 def diverged(record: dict[str, Any]) -> bool:

@@ -34,7 +34,7 @@ from facebench.learning_curve import LearningCurve
 from facebench.registry import RUN_KINDS, Registry, get_registry, plugin_distributions
 from facebench.splits import hold_out_people
 from facebench.results import (
-    RECORD_FILE, RecordError, environment, finished, new_run_dir, read_record, write_artifacts, write_record, write_text,
+    RECORD_FILE, RecordError, environment, finished_records, new_run_dir, write_artifacts, write_record, write_text,
 )
 from facebench.validation import validate_node
 from facebench.train import TrainStats, train
@@ -185,14 +185,8 @@ def config_key(cfg: DictConfig) -> str:
 def complete_record(results_root: Path, key: str) -> Optional[dict[str, Any]]:
     """The newest finished record under ``results_root`` whose ``config_key`` is ``key``: status
     complete, or partial (the folds ``protocol.folds`` chose, which the key includes), no error."""
-    found = []
-    for path in results_root.rglob(RECORD_FILE):
-        try:
-            record = read_record(path)
-        except RecordError:
-            continue
-        if record.get("config_key") == key and finished(record):
-            found.append((path.stat().st_mtime, record))
+    found = [(path.stat().st_mtime, record) for path, record in finished_records(results_root)
+             if record.get("config_key") == key]
     return max(found, key=lambda item: item[0])[1] if found else None
 
 

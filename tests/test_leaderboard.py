@@ -184,3 +184,38 @@ def test_convergence_is_judged_on_the_entrys_curve_averaged_over_its_folds_and_s
     flags = dict(zip(lb.leaderboard(runs)["method"], lb.leaderboard(runs)["flags"]))
     assert lb.NOT_CONVERGED not in flags["flat"]  # the entry's mean rose 0.5 points
     assert lb.NOT_CONVERGED in flags["rising"]  # 1.5 points on average
+
+
+def test_a_run_made_one_fold_per_job_counts_as_the_run_its_folds_make(tmp_path: Path) -> None:
+    """A study's final runs are one job per (seed, fold): each seed's ten one-fold records join
+    into one 10-fold run, with the same row (mean, CI, paired test) as ten-fold records give."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for method in ("A", "B"):
+        for seed in SEEDS:
+            acc = accuracies(method, seed)
+            write_record(whole / f"{method}-s{seed}", record(method, seed, acc))
+            for k, fold in enumerate(FOLDS):
+                curve = [{"fraction": 1.0, "val_accuracy": 0.8}]
+                rec = record(method, seed, acc[k:k + 1], folds=[fold])
+                rec["units"][0]["learning_curve"] = curve
+                write_record(split / f"{method}-s{seed}-{fold}", rec)
+    runs, skipped = lb.collect(split)
+    assert len(runs) == 6 and not skipped
+    joined = next(r for r in runs if r.method == "B" and r.seed == 1)
+    assert joined.units == tuple(FOLDS) and not joined.partial and len(joined.parts) == 10
+    assert joined.value == pytest.approx(accuracies("B", 1).mean()) and len(joined.curves) == 10
+    columns = ["method", "n_runs", "n_units", "partial", "mean", "ci_low", "ci_high", "t_pvalue", "wilcoxon_pvalue"]
+    expected = lb.leaderboard(lb.collect(whole)[0], baseline="A")[columns]
+    pd.testing.assert_frame_equal(lb.leaderboard(runs, baseline="A")[columns], expected)
+    # a seed with some folds still to come is a partial run of the folds it has
+    for fold in FOLDS[3:]:
+        (split / f"A-s2-{fold}" / "metrics.json").unlink()
+    part = next(r for r in lb.collect(split)[0] if r.method == "A" and r.seed == 2)
+    assert part.units == tuple(FOLDS[:3]) and part.partial
+
+
+def test_records_of_overlapping_folds_are_not_joined(root: Path) -> None:
+    """The fixture's 3-fold record of B seed 0 overlaps its 10-fold record: both stay runs."""
+    runs, _ = lb.collect(root)
+    assert sorted(len(r.units) for r in runs if r.method == "B" and r.seed == 0) == [3, 10]
+    assert not any(r.parts for r in runs)

@@ -56,10 +56,20 @@ def test_the_losses_study_searches_view1_and_reports_view2() -> None:
     assert not any("lfw_view2" in a for a in search)
     assert "hydra.sweeper.max_failure_rate=1.0" in search  # a diverged trial does not end the search
     final = study.final_sweeps("arcface", {"trainer.lr": 0.05, "loss.margin": 0.3})
-    assert [s.verifier for s in final] == list(study.verifiers)
-    assert all("protocol=lfw_view2" in s.argv and "trainer.lr=0.05" in s.argv and "seed=0,1,2" in s.argv for s in final)
+    assert all("protocol=lfw_view2" in s.argv and "trainer.lr=0.05" in s.argv for s in final)
+    # one job per (seed, fold), a fold's verifiers back to back: the second re-scores a checkpoint
+    # the same sitting made
+    jobs = [(s.argv[-1], s.argv[-2], s.verifier) for s in final]
+    assert len(jobs) == 3 * 10 * len(study.verifiers)
+    assert jobs[:3] == [("seed=0", "protocol.folds=[1]", "cosine"), ("seed=0", "protocol.folds=[1]", "joint_bayesian"),
+                        ("seed=0", "protocol.folds=[2]", "cosine")]
     pixels = study.baseline_sweeps("pixels")[0].argv
     assert "backbone=pixels" in pixels and "backbone.batchnorm=true" not in pixels
+    assert "protocol.folds=[1,2,3,4,5,6,7,8,9,10]" in pixels  # one job: nothing to train
+    per_seed = losses_study(["study.final.folds=null"]).final_sweeps("arcface", {"trainer.lr": 0.05})
+    assert [s.verifier for s in per_seed] == list(study.verifiers) and all("seed=0,1,2" in s.argv for s in per_seed)
+    with pytest.raises(ConfigError, match=r"study.final.folds=\[0\]: give the 1-based folds"):
+        losses_study(["study.final.folds=[0]"]).final_sweeps("arcface", {"trainer.lr": 0.05})
     # the study's trunk ends in a linear feature; the pixels floor has no trunk to set it on
     assert all("backbone.feature_relu=false" in s.argv for s in final) and "backbone.feature_relu=false" not in pixels
 
@@ -80,7 +90,7 @@ def test_the_papers_claims_name_entries_of_the_study() -> None:
 def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_path: Path) -> None:
     fixed = json.dumps([*TINY, "trainer.steps=4", "trainer.resume=true", "evaluation.curve_holdout=0.2"])
     command = [sys.executable, "-m", "facebench.study", f"study.fixed={fixed}", "study.data_root=null",
-               "study.search.protocol=[]", 'study.final.protocol=["protocol.folds=[1,2]"]',
+               "study.search.protocol=[]", "study.final.protocol=[]", "study.final.folds=[1,2]",
                'study.verifiers.joint_bayesian=["verifier=l2"]', f"study.root={tmp_path}", "study.search.trials=2",
                "study.search.startup_trials=1", "only=[softmax]", "study.final.seeds=[0,1]",
                'study.baselines.pixels=["backbone=pixels","verifier.pca_dim=16"]',
@@ -92,7 +102,7 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
     records = {p: json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")}
     search = [r for p, r in records.items() if "search" in p.parts]
     final = [r for p, r in records.items() if "final" in p.parts]
-    assert len(search) == 2 and len(final) == 4  # 2 trials; 2 seeds x 2 verifiers
+    assert len(search) == 2 and len(final) == 8  # 2 trials; 2 seeds x 2 folds x 2 verifiers, a job each
     chosen = json.loads((tmp_path / "search" / "chosen.json").read_text())["softmax"]
     best = max(search, key=lambda r: r["metrics"]["mean_accuracy"])
     assert chosen == {"trainer.lr": best["components"]["trainer"]["lr"]}
@@ -113,6 +123,8 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
         assert f'<img src="{plot}"' in (tmp_path / "REPORT.html").read_text()
     page = (tmp_path / "published" / "LEADERBOARD.md").read_text()
+    # each seed's one-fold records count as one run of both folds
+    assert "2 x 2 folds" in report.split("## Summary")[1].split("##")[0]
     assert "core-hours" in report and "Final and baseline runs made at commit `" in report
     assert "Search trials made at commit `" in report and "(more than one" not in report
     assert "stage=report" in page and "### Verifier `cosine`" in page and "## Reproduction presets" in page
@@ -120,6 +132,8 @@ def test_a_tiny_study_runs_end_to_end_and_resumes_without_redoing_anything(tmp_p
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
+    # the one-job sweeps (8 final, 2 floor) are not even launched; the search's skip job by job
+    assert "10 sweeps of one job not launched" in again.stdout and "final softmax" not in again.stdout
     assert len(list(tmp_path.rglob("metrics.json"))) == len(records)
     assert (tmp_path / "REPORT.md").read_text() == report
     assert (tmp_path / "published" / "LEADERBOARD.md").read_text() == page

@@ -89,3 +89,15 @@ def test_a_learning_curve_is_measured_on_held_out_training_people(tmp_path: Path
     assert ("still improving in its last quarter" in record_flags(record)) == row["still_improving"]
     plain = execute(compose(["+method=deepid", *TINY, "trainer.steps=8", f"results_root={tmp_path}"]), tmp_path / "plain")
     assert "learning_curve" not in plain["units"][0]
+
+
+def test_a_folds_model_and_score_do_not_depend_on_the_other_folds_of_its_job(tmp_path: Path) -> None:
+    """A study's final runs train one fold per job; the leaderboard joins them as if one job had
+    trained every fold, which holds only if a fold's training starts from the same state either way."""
+    base = [*TINY, "evaluation.curve_holdout=0.2"]
+    both = execute(compose([*base, "protocol.folds=[1,2]", f"results_root={tmp_path}/a"]), tmp_path / "a" / "run")
+    alone = execute(compose([*base, "protocol.folds=[2]", f"results_root={tmp_path}/b"]), tmp_path / "b" / "run")
+    [second] = [u for u in both["units"] if u["name"] == alone["units"][0]["name"]]
+    assert second["name"] != both["units"][0]["name"] and alone["units"][0]["train_steps"] == 6
+    for key in ("accuracy", "threshold", "final_train_metrics", "learning_curve"):
+        assert second[key] == alone["units"][0][key]

@@ -27,6 +27,7 @@ from facebench.registry import get_registry
 from facebench.study.history import best, save_plot, write_chosen, write_history
 from facebench.study.rounds import EntrySearch, searches
 from facebench.study.runner import SweepRunner
+from facebench.study.skipping import pending
 from facebench.study.spec import Study, Sweep
 
 STAGES = ("search", "final", "presets", "report", "all")
@@ -108,7 +109,11 @@ def run_study(cfg: DictConfig) -> None:
 
 
 def _launch(runner: SweepRunner, chains: list[list[Sweep]], dry_run: bool) -> None:
-    """Run the chains, or with ``dry_run`` print their commands."""
+    """Run the chains, less the sweeps whose one job is already complete (facebench.study.skipping),
+    or with ``dry_run`` print their commands."""
+    chains, done = pending(chains)
+    if done:
+        print(f"facebench.study: {len(done)} sweeps of one job not launched: its complete record exists", flush=True)
     if not dry_run:
         runner.run(chains)
         return

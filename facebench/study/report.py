@@ -60,11 +60,13 @@ def _at_chosen_settings(study: Study, runs: list[Run], chosen: dict[str, dict[st
     kept = []
     for run in runs:
         if run.method in study.entries and run.method not in chosen:
-            skipped.append(Skipped(run.path, f"the search of {run.method} is not decided yet"))
+            reason = f"the search of {run.method} is not decided yet"
         elif run.method in chosen and any(component_value(run.components, k) != v for k, v in chosen[run.method].items()):
-            skipped.append(Skipped(run.path, f"not at the chosen settings of {run.method} (search/chosen.json)"))
+            reason = f"not at the chosen settings of {run.method} (search/chosen.json)"
         else:
             kept.append(run)
+            continue
+        skipped += [Skipped(path, reason) for path in run.parts or (run.path,)]
     return kept, skipped
 
 

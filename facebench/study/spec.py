@@ -2,8 +2,8 @@
 
 Every command is ``python -m facebench -m`` with the study's fixed overrides, the entry's,
 ``label=<entry>`` and ``reuse_complete=true``; the search adds hydra-optuna-sweeper's settings
-and the search space, the final runs the chosen values and the seeds. The verifier is its own
-sweep after the first: a second verifier re-scores the first one's checkpoints (the verifier is
+and the search space, the final runs the chosen values, the seeds and (``final.folds``) the
+fold of each job. The verifier is its own sweep after the first: a second verifier re-scores the first one's checkpoints (the verifier is
 not part of a checkpoint's key) instead of training again, whatever the launcher runs at once.
 """
 from __future__ import annotations
@@ -146,18 +146,33 @@ class Study:
         return Sweep("search", entry, verifier, root, argv)
 
     def final_sweeps(self, entry: str, chosen: dict[str, Any]) -> list[Sweep]:
-        """The reported runs of ``entry`` at its ``chosen`` values: every seed, one sweep per
-        verifier (the later ones re-score the first one's checkpoints)."""
+        """The reported runs of ``entry`` at its ``chosen`` values: every seed, each verifier after
+        the first re-scoring the first one's checkpoints. With ``final.folds`` one sweep per
+        (seed, fold, verifier), a fold's verifiers back to back; without, one per verifier over
+        every seed and fold."""
         root = self.root / "final"
         values = [f"{key}={chosen[key]!r}" if isinstance(chosen[key], str) else f"{key}={chosen[key]}" for key in chosen]
-        seeds = ",".join(str(int(s)) for s in self.cfg.final.seeds)
+        common = [*self._common(entry, self.entries[entry], root), *_overrides(self.cfg.final.protocol, "final.protocol"),
+                  *values]
+        seeds = [int(s) for s in self.cfg.final.seeds]
+        folds = self._final_folds()
+        if not folds:
+            return [Sweep("final", entry, verifier, root, [*common, *overrides, f"seed={','.join(map(str, seeds))}"])
+                    for verifier, overrides in self.verifiers.items()]
         return [
-            Sweep("final", entry, verifier, root, [
-                *self._common(entry, self.entries[entry], root), *_overrides(self.cfg.final.protocol, "final.protocol"),
-                *values, *overrides, f"seed={seeds}",
-            ])
-            for verifier, overrides in self.verifiers.items()
+            Sweep("final", entry, verifier, root, [*common, *overrides, f"protocol.folds=[{fold}]", f"seed={seed}"])
+            for seed in seeds for fold in folds for verifier, overrides in self.verifiers.items()
         ]
+
+    def _final_folds(self) -> list[int]:
+        """``final.folds``: the folds run one job each (empty: one job per seed over them all)."""
+        folds = self.cfg.final.get("folds")
+        if folds is None:
+            return []
+        if not OmegaConf.is_list(folds) or not folds or not all(isinstance(f, int) and f >= 1 for f in folds):
+            raise ConfigError(f"study.final.folds={folds}: give the 1-based folds as a list (e.g. [1,2,3]), or null "
+                              "for one job per seed over every fold")
+        return [int(f) for f in folds]
 
     def preset_sweeps(self) -> list[Sweep]:
         """The reproduction presets (``report.presets``): each method with its own net and recipe
@@ -178,12 +193,14 @@ class Study:
 
     def baseline_sweeps(self, name: str) -> list[Sweep]:
         """A no-training floor on the final protocol, scored by every verifier (one seed: it
-        has nothing random)."""
+        has nothing random), in one job over the final runs' folds."""
         root = self.root / "baselines"
+        chosen_folds = self._final_folds()
+        folds = [f"protocol.folds=[{','.join(map(str, chosen_folds))}]"] if chosen_folds else []
         return [
             Sweep("baseline", name, verifier, root, [
                 *self._common(name, self.baselines[name], root), *_overrides(self.cfg.final.protocol, "final.protocol"),
-                *overrides, "seed=0",
+                *overrides, *folds, "seed=0",
             ])
             for verifier, overrides in self.verifiers.items()
         ]
