@@ -83,3 +83,30 @@ def test_a_stacked_net_keeps_a_linear_feature_linear():
     for g in range(2):
         torch.testing.assert_close(feature[:, g], stacked.net(g).eval()(x[g * 4 : (g + 1) * 4])["feature"])
     assert (feature < 0).any()
+
+
+@pytest.mark.parametrize("sharing", ["blocks", "none"])
+def test_the_channels_last_layout_computes_what_nchw_does(sharing):
+    """On a CPU the net runs channels-last from its input (DeepIDNet.layout, for speed: bench row
+    ``layout``); features and gradients are those of the NCHW net up to float rounding."""
+    class NCHWNet(DeepIDNet):
+        def layout(self, x):
+            return x
+
+    cfg = DeepIDNetConfig(batchnorm=True, feature_relu=False, side_dim=8, conv3_sharing=sharing)
+    torch.manual_seed(0)
+    ours, nchw = DeepIDNet(cfg), NCHWNet(cfg)
+    nchw.load_state_dict(ours.state_dict())
+    x = torch.rand(6, 3, 55, 47)
+    assert ours.layout(x).is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(
+        memory_format=torch.channels_last)
+    a, b = ours(x), nchw(x)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
+    sum(v.square().sum() for v in a.values()).backward()
+    sum(v.square().sum() for v in b.values()).backward()
+    largest = max(q.grad.abs().max() for q in nchw.parameters())
+    for (name, p), q in zip(ours.named_parameters(), nchw.parameters()):
+        # against the largest gradient of the net: a conv bias before BatchNorm has a gradient
+        # of zero but for rounding, which no relative tolerance can compare
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5 * largest, msg=name)

@@ -44,6 +44,7 @@ def facebench_register(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add("verifier", "deepid2_ensemble", build_ensemble_verifier, EnsembleVerifierConfig)
     bench = f"{__name__}.bench"
     registry.add_workload("train", f"{bench}.training", "DeepID2 training via facebench.train vs a minimal loop")
+    registry.add_workload("layout", f"{bench}.layout", "the study net's training step channels-last vs NCHW")
     registry.add_workload("ensemble", f"{bench}.ensemble", "batched 8-net DeepID2 ensemble vs the nets one by one")
     registry.add_workload("jb_fit", f"{bench}.joint_bayesian", "Joint Bayesian EM fit vs the per-person loop")
     registry.add_workload("blufr", f"{bench}.blufr", "BLUFR trial scoring (VR@0.1%, DIR@1%) with Joint Bayesian")
