@@ -3,8 +3,9 @@
 Every command is ``python -m facebench -m`` with the study's fixed overrides, the entry's,
 ``label=<entry>`` and ``reuse_complete=true``; the search adds hydra-optuna-sweeper's settings
 and the search space, the final runs the chosen values, the seeds and (``final.folds``) the
-fold of each job. The verifier is its own sweep after the first: a second verifier re-scores the first one's checkpoints (the verifier is
-not part of a checkpoint's key) instead of training again, whatever the launcher runs at once.
+fold of each job. The verifier is its own sweep after the first: a second verifier re-scores
+the first one's checkpoints (the verifier is not part of a checkpoint's key) instead of
+training again, whatever the launcher runs at once.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import copy
 
 import torch
 
-from facebench.bench.report import Row, Target
+from facebench.bench.report import Row, Target, skipped
 from facebench.bench.runner import BenchContext
 from facebench.bench.timing import measure, watch_load
 from facebench.components import BuildContext
@@ -21,6 +21,7 @@ from facebench.registry import get_registry
 
 BATCH = 128
 IDENTITIES = 512
+CASE = "study net (BatchNorm, linear feature), batch 128, softmax"
 
 
 def run(ctx: BenchContext) -> list[Row]:
@@ -31,8 +32,7 @@ def run(ctx: BenchContext) -> list[Row]:
             return x
 
     if ctx.device.type != "cpu":
-        return [Row("layout", "study net, batch 128", status="skipped",
-                    notes=["a CPU question: the net keeps a GPU's layout"])]
+        return [skipped("layout", CASE, "a CPU question: the net keeps a GPU's layout")]
     torch.manual_seed(ctx.seed)
     cfg = DeepIDNetConfig(batchnorm=True, feature_relu=False)
     ours_net = DeepIDNet(cfg)
@@ -63,7 +63,7 @@ def run(ctx: BenchContext) -> list[Row]:
         t = measure({"ours": ours, "nchw": base}, repeats=ctx.pick(5, 2), warmup=1, sync=ctx.sync)
     images = steps * BATCH
     ours_rate, base_rate = t["ours"].rate(images, "img/s"), t["nchw"].rate(images, "img/s")
-    return [Row("layout", "study net (BatchNorm, linear feature), batch 128, softmax", ours_rate, base_rate,
+    return [Row("layout", CASE, ours_rate, base_rate,
                 "the same net in NCHW until conv3", ours_rate.median / base_rate.median,
                 "channels-last / NCHW images per second", Target(">=", 1.0), load,
                 details={"steps_per_call": steps, "first_step_loss_difference": first,
