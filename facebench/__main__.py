@@ -22,6 +22,7 @@ from facebench.config import (
 from facebench.errors import FacebenchError
 from facebench.labels import run_label
 from facebench.registry import RUN_KINDS, Registry, get_registry
+from facebench.results import diverged
 
 GROUP_KINDS = {group: kind for kind, group in RUN_KINDS.items()}
 
@@ -84,12 +85,15 @@ def task(cfg: DictConfig) -> dict:
 
 
 def objective_value(cfg: DictConfig, record: dict) -> Any:
-    """The record, or with ``objective=<metric>`` that metric as a float; None when the run has
-    none (it failed or diverged): hydra-optuna-sweeper then tells Optuna the trial failed and
-    asks the next one. Not NaN: the sweeper hands a NaN back with the failure, which Optuna
-    refuses, and the whole search stops."""
+    """The record, or with ``objective=<metric>`` that metric as a float. A run whose training
+    diverged returns ``objective_when_diverged`` where set; a run without the metric otherwise
+    returns None: hydra-optuna-sweeper then tells Optuna the trial failed and asks the next one.
+    Not NaN: the sweeper hands a NaN back with the failure, which Optuna refuses, and the whole
+    search stops."""
     if not cfg.objective:
         return record
+    if diverged(record) and cfg.get("objective_when_diverged") is not None:
+        return float(cfg.objective_when_diverged)
     value = record.get("metrics", {}).get(cfg.objective)
     return float(value) if isinstance(value, (int, float)) else None
 

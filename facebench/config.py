@@ -124,6 +124,7 @@ class RunConfig:
     regime: str = one_of("auto", "auto", "unrestricted_no_outside", "unrestricted_labeled_outside")
     on_bad_image: str = one_of("fail", "fail", "skip")
     objective: Optional[str] = None
+    objective_when_diverged: Optional[float] = None
     label: Optional[str] = None
 
 

@@ -43,8 +43,8 @@ log = logging.getLogger("facebench")
 
 #: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
 #: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
-VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "reuse_complete", "objective", "results_root", "cache_dir", "method",
-                 "verifier", "features")
+VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "reuse_complete", "objective", "objective_when_diverged",
+                 "results_root", "cache_dir", "method", "verifier", "features")
 #: Skipped images listed by path in a record (all are counted); the rest are in the log.
 SKIPS_LISTED = 20
 
@@ -176,7 +176,8 @@ def config_key(cfg: DictConfig) -> str:
     """What makes two runs the same experiment: the whole run config (seed and folds included)
     but where it is written and how it is reported."""
     plain = to_plain(cfg)
-    for k in ("results_root", "cache_dir", "tracker", "validate_only", "reuse_complete", "objective"):
+    for k in ("results_root", "cache_dir", "tracker", "validate_only", "reuse_complete", "objective",
+              "objective_when_diverged"):
         plain.pop(k, None)
     plain.get("trainer", {}).pop("resume", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]

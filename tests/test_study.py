@@ -54,7 +54,8 @@ def test_the_losses_study_searches_view1_and_reports_view2() -> None:
     assert "protocol=lfw_view1" in search and "label=arcface" in search and "reuse_complete=true" in search
     assert "loss.margin=interval(0.1, 0.6)" in search and any(a.startswith("trainer.lr=tag(log") for a in search)
     assert not any("lfw_view2" in a for a in search)
-    assert "hydra.sweeper.max_failure_rate=1.0" in search  # a diverged trial does not end the search
+    assert "hydra.sweeper.max_failure_rate=1.0" in search  # a crashed trial does not end the search
+    assert "objective_when_diverged=0.5" in search  # a diverged one is a trial at chance, to TPE
     final = study.final_sweeps("arcface", {"trainer.lr": 0.05, "loss.margin": 0.3})
     assert all("protocol=lfw_view2" in s.argv and "trainer.lr=0.05" in s.argv for s in final)
     # one job per (seed, fold), a fold's verifiers back to back: the second re-scores a checkpoint

@@ -46,6 +46,18 @@ def test_the_objective_is_returned_as_a_number() -> None:
     assert objective_value(compose([]), record) is record
 
 
+def test_a_diverged_trial_is_scored_as_chance_where_asked_and_keeps_its_configs_key() -> None:
+    """TPE told "failed" learns nothing of the settings that diverge; told the accuracy of chance,
+    it learns they make a useless net. A crash stays a failure; the setting changes no record's key."""
+    diverged = {"status": "failed", "error": "TrainingDiverged: loss term 'identification' became nan", "metrics": {}}
+    crashed = {"status": "failed", "error": "RuntimeError: boom", "metrics": {}}
+    scored = compose(["objective=mean_accuracy", "objective_when_diverged=0.5"])
+    assert objective_value(scored, diverged) == 0.5 and objective_value(scored, crashed) is None
+    assert objective_value(compose(["objective=mean_accuracy"]), diverged) is None
+    assert objective_value(scored, {"status": "complete", "metrics": {"mean_accuracy": 0.9}}) == pytest.approx(0.9)
+    assert config_key(scored) == config_key(compose(["objective=mean_accuracy"]))
+
+
 def test_an_optimising_sweep_goes_on_past_a_diverged_trial_and_a_grid_sweep_fails_on_one(tmp_path: Path) -> None:
     """Optuna is told a diverged trial failed and asks the next one; the sweep succeeds, counting
     it apart. (A NaN objective stopped the whole search: hydra-optuna-sweeper 1.3.0 hands the

@@ -132,6 +132,7 @@ class Study:
             *self.verifiers[verifier],
             f"seed={int(search.seed)}",
             f"objective={search.objective}",
+            f"objective_when_diverged={search.diverged_score}",
             "hydra/sweeper=optuna",
             "hydra/sweeper/sampler=tpe",
             "hydra.sweeper.direction=maximize",
@@ -140,7 +141,7 @@ class Study:
             "hydra.sweeper.n_jobs=1",
             f"hydra.sweeper.sampler.seed={int(search.seed)}",
             f"hydra.sweeper.sampler.n_startup_trials={int(search.startup_trials)}",
-            # a trial that diverges is a failed trial to Optuna, and the search goes on
+            # a trial that fails otherwise (a crash) is a failed trial to Optuna, and the search goes on
             "hydra.sweeper.max_failure_rate=1.0",
             *[f"{key}={expression}" for key, expression in round_.space.items()],
         ]
