@@ -41,10 +41,13 @@ from facebench.train import TrainStats, train
 
 log = logging.getLogger("facebench")
 
+#: Keys that say where a run is written and how it is reported, not what it measures (excluded
+#: from the config key, so such a change reuses a complete record).
+REPORTING_KEYS = ("results_root", "cache_dir", "tracker", "validate_only", "reuse_complete", "objective",
+                  "objective_when_diverged")
 #: Keys that do not change what a training unit learns (excluded from the checkpoint key, so
 #: re-evaluating finished units with another verifier and trainer.resume=true costs no training).
-VOLATILE_KEYS = ("hydra", "tracker", "validate_only", "reuse_complete", "objective", "objective_when_diverged",
-                 "results_root", "cache_dir", "method", "verifier", "features")
+VOLATILE_KEYS = (*REPORTING_KEYS, "hydra", "method", "verifier", "features")
 #: Skipped images listed by path in a record (all are counted); the rest are in the log.
 SKIPS_LISTED = 20
 
@@ -176,8 +179,7 @@ def config_key(cfg: DictConfig) -> str:
     """What makes two runs the same experiment: the whole run config (seed and folds included)
     but where it is written and how it is reported."""
     plain = to_plain(cfg)
-    for k in ("results_root", "cache_dir", "tracker", "validate_only", "reuse_complete", "objective",
-              "objective_when_diverged"):
+    for k in REPORTING_KEYS:
         plain.pop(k, None)
     plain.get("trainer", {}).pop("resume", None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
