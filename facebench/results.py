@@ -169,22 +169,37 @@ def finished(record: dict[str, Any]) -> bool:
     return record.get("status") in ("complete", "partial") and not record.get("error")
 
 
-def finished_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every record under ``root`` a result may be read from, with its path; unreadable ones are
-    passed over (the leaderboard lists them, a resume must not stop on them)."""
+def readable_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record under ``root`` that reads, with its path; unreadable ones are passed over
+    (the leaderboard lists them, a resume must not stop on them)."""
     for path in root.rglob(RECORD_FILE):
         try:
             record = read_record(path)
         except RecordError:
             continue
-        if finished(record):
-            yield path, record
+        yield path, record
+
+
+def finished_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record under ``root`` a result may be read from, with its path."""
+    return ((path, record) for path, record in readable_records(root) if finished(record))
+
+
+def _failed_by(record: dict[str, Any], error: str) -> bool:
+    return record.get("status") == "failed" and str(record.get("error") or "").startswith(f"{error}:")
 
 
 def diverged(record: dict[str, Any]) -> bool:
     """A failed record whose training diverged (facebench.train.TrainingDiverged): in a search,
     a setting that was tried and has no score, not a run that broke."""
-    return record.get("status") == "failed" and str(record.get("error") or "").startswith("TrainingDiverged:")
+    return _failed_by(record, "TrainingDiverged")
+
+
+def interrupted(record: dict[str, Any]) -> bool:
+    """A failed record of a training stopped by a signal (facebench.train.TrainingInterrupted):
+    it resumes from its checkpoint, and the record that finishes it carries this sitting's
+    training time."""
+    return _failed_by(record, "TrainingInterrupted")
 
 
 REQUIRED = ("schema_version", "status", "method", "protocol", "regime", "metrics", "units")

@@ -234,3 +234,26 @@ def test_the_report_tables_only_records_at_the_chosen_settings() -> None:
     assert [(r.method, r.components["trainer"]["lr"]) for r in kept] == [("softmax", 0.1), ("pixels", 0.0)]
     assert [s.reason for s in skipped] == ["not at the chosen settings of softmax (search/chosen.json)",
                                            "the search of contrastive is not decided yet"]
+
+
+def test_the_study_cost_counts_every_run_that_spent_compute_once(tmp_path: Path) -> None:
+    """A diverged trial's time was spent; an interrupted sitting's is carried by the run that
+    resumed it (earlier_sittings_seconds), so counting its own record too would count it twice."""
+    from facebench.results import write_record
+    from facebench.study.report import _cost
+
+    def record(name: str, status: str, seconds: dict, threads: int, commit: str, error: str | None = None) -> None:
+        body = {"status": status, "method": "softmax", "protocol": {"name": "lfw_view1"}, "regime": "r",
+                "metrics": {}, "units": [], "timings": seconds,
+                "environment": {"git_commit": commit, "threads": {"torch_intra_op": threads}}}
+        if error:
+            body["error"] = error
+        (tmp_path / name).mkdir()
+        write_record(tmp_path / name, body)
+
+    record("done", "complete", {"total_seconds": 100.0, "earlier_sittings_seconds": 30.0}, 2, "aaa")
+    record("diverged", "failed", {"total_seconds": 40.0}, 1, "bbb", "TrainingDiverged: loss became nan")
+    record("stopped", "failed", {"total_seconds": 30.0}, 1, "ccc", "TrainingInterrupted: SIGTERM received")
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "metrics.json").write_text("{")
+    assert _cost(tmp_path) == (170.0, 300.0, {"aaa", "bbb"})

@@ -16,7 +16,7 @@ import pandas as pd
 from facebench.html_page import html_page
 from facebench.leaderboard import CONFIDENCE, Run, Skipped, collect, display_table, leaderboard, markdown_table, save_forest_plot
 from facebench.plots import pyplot, save_figure
-from facebench.results import read_record, write_text
+from facebench.results import interrupted, readable_records, write_text
 from facebench.study.findings import claim_lines, floor_lines, pairwise_lines
 from facebench.study.history import at_the_edge, component_value
 from facebench.study.rounds import EntrySearch
@@ -28,21 +28,24 @@ def _verifier(run: Run) -> str:
 
 
 def _cost(root: Path) -> tuple[float, float, set[str]]:
-    """Wall seconds and core seconds (wall x the torch threads the run had) of every complete
-    record under ``root``, training time of sittings interrupted before a resume included; and
-    the commits the records were made at."""
+    """Wall seconds and core seconds (wall x the torch threads the run had) of every run under
+    ``root``, and the commits they were made at: failed records too (a search trial that
+    diverged, a crash), whose time was spent all the same. A record stopped by a signal is left
+    out: the run that resumed it counts that sitting's training time (``earlier_sittings_seconds``),
+    which would otherwise be counted twice. Unreadable records are passed over, as the
+    leaderboard passes over them."""
     wall = core = 0.0
     commits: set[str] = set()
-    for path in root.rglob("metrics.json"):
-        record = read_record(path)
-        if record.get("status") in ("complete", "partial"):
-            timings = record.get("timings") or {}
-            seconds = float(timings.get("total_seconds") or 0.0) + float(timings.get("earlier_sittings_seconds") or 0.0)
-            environment = record.get("environment") or {}
-            threads = (environment.get("threads") or {}).get("torch_intra_op") or environment.get("cpu_count") or 1
-            wall += seconds
-            core += seconds * int(threads)
-            commits.add(str(environment.get("git_commit")))
+    for _, record in readable_records(root):
+        if interrupted(record):
+            continue
+        timings = record.get("timings") or {}
+        seconds = float(timings.get("total_seconds") or 0.0) + float(timings.get("earlier_sittings_seconds") or 0.0)
+        environment = record.get("environment") or {}
+        threads = (environment.get("threads") or {}).get("torch_intra_op") or environment.get("cpu_count") or 1
+        wall += seconds
+        core += seconds * int(threads)
+        commits.add(str(environment.get("git_commit")))
     return wall, core, commits
 
 
@@ -202,7 +205,8 @@ def write_report(study: Study, chosen: dict[str, dict[str, Any]], searched: dict
         + _widening(study) + ".", "",
         f"Final runs: seeds {list(study.cfg.final.seeds)} on " + ", ".join(f"`{o}`" for o in study.cfg.final.protocol)
         + f"; paired tests against `{baseline}` over folds, Holm-adjusted across entries.", "",
-        f"Compute in the records (each run's wall time x the torch threads it ran on): searches "
+        f"Compute in the records (each run's wall time x the torch threads it ran on; diverged and crashed runs "
+        f"included): searches "
         f"{search_core / 3600:.1f} core-hours ({search_wall / 3600:.1f} h of runs), final and baseline runs "
         f"{final_core / 3600:.1f} core-hours ({final_wall / 3600:.1f} h of runs).", "",
         _made_at("Search trials", search_commits), _made_at("Final and baseline runs", commits), "",
